@@ -1,0 +1,31 @@
+# Set-up contract: `make demo` and `make test` on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+HGIMB_DATA ?= $(if $(wildcard ../shared/datasets),../shared/datasets,datasets)
+export HGIMB_DATA
+export MPLBACKEND = Agg
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test bench clean
+
+venv: $(STAMP)
+
+# torch first (a bare `torch` requirement would pull a multi-GB CUDA build), then the package.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+demo: venv
+	$(BIN)/python -m hgimb.train --dataset synthetic --model rgcn --remedy weighted --epochs 100 --out runs/demo
+
+test: venv
+	$(BIN)/python -m pytest tests
+
+clean:
+	rm -rf runs .pytest_cache

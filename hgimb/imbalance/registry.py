@@ -1,0 +1,64 @@
+"""Remedy registry: name -> Remedy subclass; ``build_remedy('focal+balanced-sampler')``."""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+from ..errors import HgimbError
+from ..registry import Registry
+from .base import ComposedRemedy, Remedy
+
+REMEDIES: Registry = Registry("remedy")
+
+
+def register_remedy(cls):
+    """Class decorator: registers a Remedy subclass under ``cls.name``."""
+    doc = (cls.__doc__ or "").strip().split("\n")[0]
+    return REMEDIES.register(cls.name, doc)(cls)
+
+
+class NoRemedy(Remedy):
+    """Plain cross-entropy: no remedy (the baseline every remedy is compared with)."""
+
+    name = "none"
+
+
+register_remedy(NoRemedy)
+
+
+def remedy_params(spec: str) -> Dict[str, Any]:
+    """Declared parameters (with defaults) of the remedies in ``spec``."""
+    from . import _load_all  # noqa: F401
+
+    out: Dict[str, Any] = {}
+    for name in _names(spec):
+        out.update(REMEDIES.get(name).params)
+    return out
+
+
+def _names(spec: str):
+    names = [n.strip() for n in (spec or "none").split("+") if n.strip()]
+    if not names:
+        raise HgimbError(f"empty remedy '{spec}'")
+    dupes = {n for n in names if names.count(n) > 1}
+    if dupes:
+        raise HgimbError(f"remedy '{spec}' names {sorted(dupes)} more than once")
+    return names
+
+
+def build_remedy(spec: str, params: Optional[Dict[str, Any]] = None) -> ComposedRemedy:
+    """Build the composed remedy for ``spec``; ``params`` go to whichever parts declare them."""
+    from . import _load_all  # noqa: F401
+
+    params = dict(params or {})
+    names = _names(spec)
+    if "none" in names and len(names) > 1:
+        raise HgimbError(f"remedy '{spec}' combines 'none' with other remedies; drop 'none'")
+    classes = [REMEDIES.get(n) for n in names]
+    declared = {k for cls in classes for k in cls.params}
+    unknown = sorted(set(params) - declared)
+    if unknown:
+        raise HgimbError(
+            f"remedy parameter(s) {unknown} not used by remedy '{spec}'; its parameters: {sorted(declared) or 'none'}"
+        )
+    parts = [cls(**{k: v for k, v in params.items() if k in cls.params}) for cls in classes]
+    return ComposedRemedy(parts)

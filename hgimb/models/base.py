@@ -1,0 +1,101 @@
+"""What every model is: an encoder to per-item embeddings plus a linear head.
+
+Splitting ``forward`` into ``encode`` and ``head`` lets remedies work in embedding space
+(SMOTE / mixup feed synthetic embeddings to the head only) and lets ``prior-bias`` set the
+head's bias.
+
+Node tasks: ``encode(data)`` takes a ``HeteroData`` (the full graph, or a sampled subgraph
+whose first ``data[t].batch_size`` nodes of each target type are the seeds) and returns the
+embeddings of the target items in Task item order (``[num_items, out_dim]``; seeds only for a
+sampled subgraph). Graph tasks: ``encode(batch)`` takes a PyG ``Batch`` and returns
+``[num_graphs, out_dim]``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict
+
+import torch
+from torch import nn
+
+
+@dataclass
+class ModelConfig:
+    hidden: int = 64
+    layers: int = 2
+    dropout: float = 0.5
+    heads: int = 4
+    options: Dict[str, Any] = field(default_factory=dict)  # model-specific extras (metapaths, ...)
+
+
+class GraphModel(nn.Module):
+    """Base class: subclasses set ``self.out_dim`` and implement ``encode``."""
+
+    def __init__(self, out_dim: int, num_classes: int):
+        super().__init__()
+        self.out_dim = out_dim
+        self.head = nn.Linear(out_dim, num_classes)
+
+    def encode(self, inputs) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, inputs) -> torch.Tensor:
+        return self.head(self.encode(inputs))
+
+    def reset_parameters(self) -> None:
+        for module in self.modules():
+            if module is not self and hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+
+
+def seed_count(data, node_type: str) -> int:
+    """Number of seed nodes of ``node_type`` in ``data`` (all nodes for a full graph)."""
+    store = data[node_type]
+    batch_size = getattr(store, "batch_size", None)
+    return int(batch_size) if batch_size is not None else int(store.num_nodes)
+
+
+def gather_targets(h_dict: Dict[str, torch.Tensor], data, target_types) -> torch.Tensor:
+    """Concatenate the target-type embeddings in item order (seeds only when sampled)."""
+    parts = [h_dict[t][: seed_count(data, t)] for t in target_types]
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
+
+
+class HeteroInput(nn.Module):
+    """Input features for every node type: a linear projection of the given features, or a
+    learnable embedding per node for featureless types (Freebase has no attributes at all).
+
+    Sampled subgraphs carry ``n_id`` (the original node ids), which index the embedding tables.
+    """
+
+    def __init__(self, data, out_dim: int):
+        super().__init__()
+        self.out_dim = out_dim
+        self.proj = nn.ModuleDict()
+        self.embed = nn.ModuleDict()
+        for node_type in data.node_types:
+            store = data[node_type]
+            x = getattr(store, "x", None)
+            if x is not None:
+                self.proj[node_type] = nn.Linear(x.size(-1), out_dim)
+            else:
+                self.embed[node_type] = nn.Embedding(int(store.num_nodes), out_dim)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for lin in self.proj.values():
+            lin.reset_parameters()
+        for emb in self.embed.values():
+            nn.init.xavier_uniform_(emb.weight)
+
+    def forward(self, data) -> Dict[str, torch.Tensor]:
+        out = {}
+        for node_type in data.node_types:
+            store = data[node_type]
+            if node_type in self.proj:
+                out[node_type] = self.proj[node_type](store.x)
+            else:
+                n_id = getattr(store, "n_id", None)
+                weight = self.embed[node_type].weight
+                out[node_type] = weight if n_id is None else weight[n_id]
+        return out
