@@ -1,0 +1,25 @@
+"""Shared fixtures. Real data comes from $HGIMB_DATA (CI sets it to ../shared/datasets)."""
+import os
+from pathlib import Path
+
+import pytest
+
+
+def _data_root() -> Path:
+    return Path(os.environ.get("HGIMB_DATA", "datasets"))
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    root = _data_root()
+    if not (root / "hgb").is_dir():
+        pytest.skip(f"real datasets not found under HGIMB_DATA={root}; set HGIMB_DATA to the shared datasets folder")
+    return root
+
+
+def real_path(*parts) -> Path:
+    """A path under the data root, skipping the test when it is absent."""
+    path = _data_root().joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} not found; set HGIMB_DATA to the shared datasets folder")
+    return path
