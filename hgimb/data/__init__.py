@@ -1,4 +1,4 @@
 """Loaders that turn files into Tasks. Importing this package registers every dataset."""
-from .registry import DATASETS, PREFIXES, data_root, dataset_names, load_dataset  # noqa: F401
+from .registry import DATASETS, PREFIXES, data_root, dataset_loader, dataset_names, load_dataset  # noqa: F401
 from .task import Task  # noqa: F401
 from . import _load_all  # noqa: F401,E402

@@ -26,18 +26,23 @@ def dataset_names() -> list[str]:
     return DATASETS.names() + [f"{p}:<path>" for p in PREFIXES.names()]
 
 
-def load_dataset(name: str, root: str | os.PathLike | None = None, **options):
-    """Load a registered dataset (or ``prefix:path``) into a Task."""
+def dataset_loader(name: str):
+    """``(loader, fixed_kwargs)`` for a dataset name or ``prefix:path``."""
     from . import _load_all  # noqa: F401  (populates the registries)
 
-    root = data_root(root)
     if ":" in name and name.split(":", 1)[0] in PREFIXES:
         prefix, path = name.split(":", 1)
         if not path:
             raise HgimbError(f"dataset '{name}' needs a path after '{prefix}:'")
-        return PREFIXES.get(prefix)(root, path=path, **options)
+        return PREFIXES.get(prefix), {"path": path}
     if name not in DATASETS:
         from ..errors import did_you_mean
 
         raise HgimbError(f"unknown dataset '{name}'{did_you_mean(name, dataset_names())}")
-    return DATASETS.get(name)(root, **options)
+    return DATASETS.get(name), {}
+
+
+def load_dataset(name: str, root: str | os.PathLike | None = None, **options):
+    """Load a registered dataset (or ``prefix:path``) into a Task."""
+    loader, fixed = dataset_loader(name)
+    return loader(data_root(root), **fixed, **options)

@@ -13,7 +13,7 @@ Class statistics come from the training split only: the trainer builds the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +31,8 @@ class RemedyContext:
     seed: int = 0
     class_names: List[str] = field(default_factory=list)
     class_weight: Optional[torch.Tensor] = None  # set by weighting remedies, used by the loss
+    # per-epoch class weights (deferred re-weighting): epoch -> weights or None; overrides class_weight
+    class_weight_schedule: Optional[Callable[[int], Optional[torch.Tensor]]] = None
     extras: Dict[str, Any] = field(default_factory=dict)  # task facts some remedies need (graph, ...)
 
     @property
@@ -45,6 +47,12 @@ class RemedyContext:
     @property
     def is_binary(self) -> bool:
         return self.num_classes == 2
+
+    def class_weight_at(self, epoch: int) -> Optional[torch.Tensor]:
+        """Class weights in force at ``epoch``: the schedule (``drw``) if set, else ``class_weight``."""
+        if self.class_weight_schedule is not None:
+            return self.class_weight_schedule(epoch)
+        return self.class_weight
 
 
 class Remedy:
@@ -165,7 +173,7 @@ class ComposedRemedy:
             value = owner.loss(logits, target, epoch)
             if value is not None:
                 return value
-        weight = self.ctx.class_weight if self.ctx is not None else None
+        weight = self.ctx.class_weight_at(epoch) if self.ctx is not None else None
         if weight is not None:
             weight = weight.to(logits.device)
         return cross_entropy(logits, target, weight)

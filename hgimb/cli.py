@@ -1,0 +1,115 @@
+"""Shared CLI plumbing: RunConfig flags, ``key=value`` parsing, and the error guard."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from typing import Any, Callable, Dict, List, Optional
+
+import yaml
+
+from .config import RunConfig
+from .errors import HgimbError
+
+# Fields set through dedicated flags (key=value lists, booleans) rather than the generic mapping.
+_KEY_VALUE = {"remedy_params": "--remedy-param", "dataset_options": "--dataset-option", "model_options": "--model-option"}
+_BOOLEAN = {"quiet", "skip_bad"}
+_HELP = {
+    "dataset": "dataset name or prefix:path (see the list below)",
+    "model": "model name (see the list below)",
+    "remedy": "imbalance remedy; combine with + (e.g. focal+balanced-sampler+threshold)",
+    "imbalance_ratio": "make the training split long-tailed/step with this max/min class ratio (>= 1)",
+    "threshold": "crystal datasets: binary label = target > THRESHOLD",
+    "monitor": "validation metric for early stopping and the best checkpoint",
+    "device": "cpu, cuda, cuda:N or auto",
+    "out": "run directory (default runs/<dataset>-<model>-<remedy>-s<seed>)",
+    "folds": "stratified K-fold cross-validation with K folds (mean ± std)",
+    "batch_size": "graphs per batch (graph tasks) or seed nodes per batch (node tasks: neighbour sampling)",
+    "data_root": "data root (default $HGIMB_DATA or ./datasets)",
+}
+
+
+def parse_key_values(pairs: Optional[List[str]], flag: str) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise HgimbError(f"{flag} expects name=value, got '{pair}'")
+        key, value = pair.split("=", 1)
+        try:
+            out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            out[key.strip().replace("-", "_")] = value
+    return out
+
+
+def add_run_config_flags(parser: argparse.ArgumentParser, skip=()) -> None:
+    """One flag per RunConfig field (``--imbalance-ratio`` for ``imbalance_ratio``), default SUPPRESS
+    so that only flags the user typed override a ``--config`` file."""
+    for f in dataclasses.fields(RunConfig):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        help_text = _HELP.get(f.name, "")
+        if f.name in _KEY_VALUE:
+            parser.add_argument(_KEY_VALUE[f.name], dest=f.name, action="append", metavar="NAME=VALUE",
+                                default=argparse.SUPPRESS, help=f"set one entry of {f.name} (repeatable)")
+        elif f.name in _BOOLEAN:
+            parser.add_argument(flag, dest=f.name, action="store_true", default=argparse.SUPPRESS, help=help_text)
+        elif f.name == "plots":
+            parser.add_argument("--no-plots", dest="plots", action="store_false", default=argparse.SUPPRESS,
+                                help="do not write PNG plots")
+        else:
+            kind = {"int": int, "float": float}.get(str(f.type).replace("Optional[", "").rstrip("]"), str)
+            default = f.default if f.default is not dataclasses.MISSING else None
+            parser.add_argument(flag, dest=f.name, type=_typed(kind, flag), default=argparse.SUPPRESS,
+                                help=f"{help_text} (default: {default})".strip())
+
+
+def _typed(kind, flag):
+    def convert(text: str):
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} expects {kind.__name__}, got '{text}'") from None
+
+    return convert
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    values = {k: v for k, v in vars(args).items() if k in RunConfig.field_names()}
+    for name, flag in _KEY_VALUE.items():
+        if name in values:
+            values[name] = parse_key_values(values[name], flag)
+    config_path = getattr(args, "config", None)
+    if config_path:
+        base = RunConfig.from_yaml(config_path)
+        merged = base.to_dict()
+        for name in _KEY_VALUE:
+            if name in values:
+                values[name] = {**merged.get(name, {}), **values[name]}
+        merged.update(values)
+        return RunConfig.from_dict(merged, source=str(config_path))
+    return RunConfig.from_dict(values, source="command line")
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but usage errors exit 2 with one line (no usage dump)."""
+
+    def error(self, message: str):  # noqa: D401
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def guard(main: Callable[[Optional[List[str]]], int]) -> Callable[[Optional[List[str]]], int]:
+    """Turn HgimbError into 'error: <message>' on stderr and exit code 2."""
+
+    def wrapped(argv: Optional[List[str]] = None) -> int:
+        try:
+            return main(argv)
+        except HgimbError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+
+    return wrapped

@@ -1,0 +1,264 @@
+"""One run, end to end: config -> Task -> training -> report -> run directory.
+
+Everything the CLIs do is here, callable from Python: ``run_experiment(RunConfig(...))``.
+"""
+from __future__ import annotations
+
+import csv
+import inspect
+import json
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import numpy as np
+import torch
+import yaml
+
+from ..config import RunConfig
+from ..data import dataset_loader, data_root
+from ..data.task import Task
+from ..errors import HgimbError
+from ..metrics import classification_report
+from .trainer import Trainer, TrainOutcome
+
+# RunConfig fields a loader receives when its signature names them (crystal graph options).
+LOADER_FIELDS = ("threshold", "radius", "max_neighbors", "gaussian_step", "skip_bad", "quiet")
+
+
+def load_task(cfg: RunConfig) -> Task:
+    """Load the dataset, add requested input features and apply the configured split."""
+    from ..data.splits import make_split
+
+    loader, fixed = dataset_loader(cfg.dataset)
+    accepted = inspect.signature(loader).parameters
+    options = dict(cfg.dataset_options)
+    for name in LOADER_FIELDS:
+        if name in accepted:
+            options.setdefault(name, getattr(cfg, name))
+    if cfg.threshold is not None and "threshold" not in accepted:
+        raise HgimbError(f"--threshold applies to datasets with real-valued targets (crystal graphs); '{cfg.dataset}' has class labels")
+    task = loader(data_root(cfg.data_root), **fixed, **options)
+    if cfg.features != "default":
+        task = add_features(task, cfg)
+    if cfg.folds and cfg.folds > 1:
+        return task  # folds are split in run_experiment
+    return make_split(task, split=cfg.split, val_fraction=cfg.val_fraction, train_fraction=cfg.train_fraction,
+                      test_fraction=cfg.test_fraction, per_class=cfg.per_class,
+                      imbalance_ratio=cfg.imbalance_ratio, imbalance_type=cfg.imbalance_type, seed=cfg.seed)
+
+
+def add_features(task: Task, cfg: RunConfig) -> Task:
+    if cfg.features == "metapath2vec":
+        if task.kind != "node":
+            raise HgimbError("--features metapath2vec applies to node tasks on heterogeneous graphs")
+        from ..models.metapath2vec import metapath2vec_features
+
+        return metapath2vec_features(task, cfg.metapaths, seed=cfg.seed)
+    raise HgimbError(f"--features must be 'default' or 'metapath2vec', got '{cfg.features}'")
+
+
+def _binary_threshold(outcome: TrainOutcome) -> Optional[float]:
+    """Decision threshold on p(class 1) implied by the post-hoc calibration (additive offsets)."""
+    shift = outcome.remedy.apply(torch.zeros(1, 2)) if outcome.remedy.has_posthoc else torch.zeros(1, 2)
+    delta = float(shift[0, 1] - shift[0, 0])
+    return float(torch.sigmoid(torch.tensor(-delta)))
+
+
+def build_reports(task: Task, outcome: TrainOutcome) -> Dict[str, Dict]:
+    probs = torch.softmax(outcome.logits, 1).numpy()
+    pred = outcome.adjusted_logits.argmax(1).numpy()
+    items = outcome.items.numpy()
+    threshold = _binary_threshold(outcome) if task.is_binary else None
+    item_type = task.item_type().numpy()
+    reports = {}
+    offset = 0
+    for part in ("train", "val", "test"):
+        n = task.split[part].numel()
+        rows = slice(offset, offset + n)
+        offset += n
+        if part == "train":
+            continue
+        y = task.y[items[rows]].numpy()
+        report = classification_report(y, probs[rows], task.class_names, pred=pred[rows], threshold=threshold)
+        if len(task.target_types) > 1:
+            types = item_type[items[rows]]
+            report["per_node_type"] = {
+                node_type: classification_report(y[types == k], probs[rows][types == k], task.class_names,
+                                                 pred=pred[rows][types == k], threshold=threshold)
+                for k, node_type in enumerate(task.target_types)
+            }
+        reports[part] = report
+    return reports
+
+
+def metrics_dict(task: Task, cfg: RunConfig, outcome: TrainOutcome) -> Dict[str, Any]:
+    reports = build_reports(task, outcome)
+    return {
+        "dataset": cfg.dataset, "model": cfg.model, "remedy": outcome.remedy.name, "seed": cfg.seed,
+        "num_classes": task.num_classes, "class_names": list(task.class_names),
+        "train_class_counts": task.train_class_counts().tolist(),
+        "best_epoch": outcome.best_epoch, "epochs_run": outcome.epochs_run,
+        "train_seconds": round(outcome.train_seconds, 4),
+        "seconds_per_epoch": round(outcome.seconds_per_epoch, 5),
+        "val": reports["val"], "test": reports["test"],
+        "posthoc": outcome.fitted,
+        "split": {"type": cfg.split, "imbalance_ratio": cfg.imbalance_ratio, "imbalance_type": cfg.imbalance_type,
+                  "sizes": {p: int(task.split[p].numel()) for p in ("train", "val", "test")}},
+    }
+
+
+@dataclass
+class RunResult:
+    config: RunConfig
+    task: Task
+    outcome: TrainOutcome
+    metrics: Dict[str, Any]
+    out_dir: Optional[Path]
+
+
+def _progress(cfg: RunConfig):
+    if cfg.quiet or not sys.stderr.isatty():
+        return None
+    from tqdm.auto import tqdm
+
+    return lambda it: tqdm(it, desc=f"{cfg.model}/{cfg.remedy}", unit="epoch", leave=False, dynamic_ncols=True)
+
+
+def train_task(task: Task, cfg: RunConfig) -> RunResult:
+    outcome = Trainer(task, cfg, progress=_progress(cfg)).fit()
+    return RunResult(cfg, task, outcome, metrics_dict(task, cfg, outcome), None)
+
+
+def run_experiment(cfg: RunConfig, write: bool = True) -> RunResult:
+    """Load, split, train, evaluate; write the run directory atomically when ``write``."""
+    cfg.validate()
+    if cfg.folds and cfg.folds > 1:
+        return run_folds(cfg, write)
+    task = load_task(cfg)
+    result = train_task(task, cfg)
+    if write:
+        result.out_dir = write_run_dir(result, cfg.out_dir())
+    return result
+
+
+def run_folds(cfg: RunConfig, write: bool = True) -> RunResult:
+    """Stratified K-fold: one run per fold (``fold<k>/``) and a summary with mean ± std."""
+    from ..data.splits import kfold_splits
+
+    task = load_task(cfg)
+    folds = kfold_splits(task, cfg.folds, seed=cfg.seed)
+    results = [train_task(fold_task, cfg) for fold_task in folds]
+    summary = summarize_folds(cfg, [r.metrics for r in results])
+    last = results[-1]
+    result = RunResult(cfg, last.task, last.outcome, summary, None)
+    if write:
+        def extra(tmp: Path) -> None:
+            for k, fold_result in enumerate(results):
+                _write_run_files(fold_result, tmp / f"fold{k}")
+        result.out_dir = _atomic_dir(cfg.out_dir(), lambda tmp: (_write_json(tmp / "metrics.json", summary),
+                                                                 _write_yaml(tmp / "config.yaml", cfg.to_dict()),
+                                                                 extra(tmp)))
+    return result
+
+
+def summarize_folds(cfg: RunConfig, fold_metrics) -> Dict[str, Any]:
+    from ..metrics import HEADLINE
+
+    def stats(part: str):
+        out = {}
+        keys = list(HEADLINE) + ["minority_recall", "pr_auc", "roc_auc"]
+        for key in keys:
+            values = [m[part].get(key) for m in fold_metrics if m[part].get(key) is not None]
+            if values:
+                out[key] = {"mean": float(np.mean(values)), "std": float(np.std(values)), "values": values}
+        return out
+
+    first = fold_metrics[0]
+    return {"dataset": cfg.dataset, "model": cfg.model, "remedy": first["remedy"], "seed": cfg.seed,
+            "folds": len(fold_metrics), "num_classes": first["num_classes"], "class_names": first["class_names"],
+            "val": stats("val"), "test": stats("test"),
+            "per_fold": [{"best_epoch": m["best_epoch"], "test": {k: m["test"].get(k) for k in ("macro_f1", "pr_auc", "roc_auc", "pr_auc_macro")}} for m in fold_metrics]}
+
+
+# ---------------------------------------------------------------------- run directory
+def _write_json(path: Path, value) -> None:
+    path.write_text(json.dumps(value, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value)}")
+
+
+def _write_yaml(path: Path, value) -> None:
+    path.write_text(yaml.safe_dump(json.loads(json.dumps(value, default=_json_default)), sort_keys=False))
+
+
+def _write_run_files(result: RunResult, directory: Path) -> None:
+    task, outcome, cfg = result.task, result.outcome, result.config
+    directory.mkdir(parents=True, exist_ok=True)
+    _write_yaml(directory / "config.yaml", cfg.to_dict())
+    _write_json(directory / "metrics.json", result.metrics)
+    with open(directory / "history.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(outcome.history[0]))
+        writer.writeheader()
+        writer.writerows(outcome.history)
+    probs = torch.softmax(outcome.logits, 1).numpy()
+    pred = outcome.adjusted_logits.argmax(1).numpy()
+    items = outcome.items.numpy()
+    ids = np.asarray(task.ids())[items]
+    parts = np.concatenate([[p] * task.split[p].numel() for p in ("train", "val", "test")])
+    with open(directory / "predictions.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "split", "true", "predicted"] + [f"prob_{c}" for c in task.class_names])
+        true = task.y[outcome.items].numpy()
+        for row in zip(ids, parts, true, pred, *probs.T.round(6)):
+            writer.writerow(row)
+    torch.save({"state_dict": outcome.model.state_dict(), "config": cfg.to_dict(),
+                "class_names": task.class_names, "posthoc": outcome.fitted}, directory / "model.pt")
+    if cfg.plots:
+        from .. import plots
+
+        plot_dir = directory / "plots"
+        plot_dir.mkdir(exist_ok=True)
+        n_train, n_val = task.split["train"].numel(), task.split["val"].numel()
+        test_rows = slice(n_train + n_val, None)
+        plots.confusion_matrix_png(result.metrics["test"], task.class_names, plot_dir / "confusion_matrix.png",
+                                   title=f"{cfg.dataset} {cfg.model} {outcome.remedy.name}: test")
+        plots.pr_curves_png(task.y[outcome.items[test_rows]].numpy(), probs[test_rows], task.class_names,
+                            plot_dir / "pr_curves.png", title=f"{cfg.dataset} {cfg.model} {outcome.remedy.name}: test PR")
+        plots.training_curves_png(outcome.history, plot_dir / "training_curves.png", cfg.monitor, outcome.best_epoch)
+
+
+def _atomic_dir(out: Path, fill) -> Path:
+    """Build the directory under a temporary name beside ``out``, then rename it into place."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        fill(tmp)
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.replace(out, old / out.name)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def write_run_dir(result: RunResult, out: Path) -> Path:
+    return _atomic_dir(out, lambda tmp: _write_run_files(result, tmp))

@@ -1,0 +1,174 @@
+"""The trainer: one loop for node and graph tasks, every remedy hook in its place.
+
+Per epoch: the remedy picks the items (``train_index``) or all training items are shuffled;
+each step encodes a chunk, lets the remedy ``synthesize`` in embedding space, applies the head
+and the remedy's ``loss``. Then a validation pass; the best epoch by ``cfg.monitor`` is kept
+(early stopping after ``cfg.patience`` epochs without improvement) and restored at the end.
+Post-hoc calibration is fitted on validation logits only, then applied to every split.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..config import RunConfig
+from ..data.task import Task
+from ..errors import HgimbError
+from ..imbalance import ComposedRemedy, RemedyContext, build_remedy
+from ..metrics import MONITOR_METRICS, quick_score
+from ..models import ModelConfig, build_model
+from .batching import BATCHING, batching_for
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise HgimbError(f"--device {name} asked for CUDA, but torch.cuda.is_available() is False on this machine; use --device cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise HgimbError(f"--device '{name}' is not a device torch knows (cpu, cuda, cuda:N, auto)") from None
+
+
+@dataclass
+class TrainOutcome:
+    model: torch.nn.Module
+    remedy: ComposedRemedy
+    history: List[Dict[str, float]]
+    best_epoch: int
+    epochs_run: int
+    train_seconds: float
+    logits: torch.Tensor  # raw logits of the evaluated items (rows follow `items`)
+    adjusted_logits: torch.Tensor  # after post-hoc calibration
+    items: torch.Tensor  # item indices the logits belong to (train, val, test)
+    fitted: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def seconds_per_epoch(self) -> float:
+        return self.train_seconds / max(self.epochs_run, 1)
+
+
+def model_config(cfg: RunConfig) -> ModelConfig:
+    options = dict(cfg.model_options)
+    if cfg.metapaths:
+        options.setdefault("metapaths", cfg.metapaths)
+    return ModelConfig(hidden=cfg.hidden, layers=cfg.layers, dropout=cfg.dropout, heads=cfg.heads, options=options)
+
+
+def make_optimizer(cfg: RunConfig, params):
+    params = [p for p in params if p.requires_grad]
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+
+
+class Trainer:
+    def __init__(self, task: Task, cfg: RunConfig, progress=None):
+        if cfg.monitor not in MONITOR_METRICS:
+            raise HgimbError(f"--monitor '{cfg.monitor}' is not one of {', '.join(MONITOR_METRICS)}")
+        self.task, self.cfg = task, cfg
+        self.device = resolve_device(cfg.device)
+        self.progress = progress
+        torch.manual_seed(cfg.seed)
+        self.rng = torch.Generator().manual_seed(cfg.seed)
+        self.remedy = build_remedy(cfg.remedy, cfg.remedy_params)
+        train_index = task.split["train"]
+        self.ctx = RemedyContext(
+            num_classes=task.num_classes, train_index=train_index, train_labels=task.y[train_index],
+            kind=task.kind, epochs=cfg.epochs, seed=cfg.seed, class_names=list(task.class_names),
+            extras={"task": task, "device": self.device},
+        )
+        self.remedy.setup(self.ctx)
+        self.model = build_model(cfg.model, task, model_config(cfg)).to(self.device)
+        self.remedy.init_model(self.model)
+        self.batching = BATCHING.get(batching_for(task, cfg))(task, cfg, self.device)
+        self.optimizer = make_optimizer(cfg, self.model.parameters())
+        self.y = task.y.to(self.device)
+
+    # ------------------------------------------------------------------ one epoch
+    def _epoch_items(self, epoch: int) -> torch.Tensor:
+        idx = self.remedy.train_index(epoch, self.rng)
+        if idx is None:
+            train = self.task.split["train"]
+            idx = train[torch.randperm(train.numel(), generator=self.rng)]
+        return idx
+
+    def train_epoch(self, epoch: int) -> float:
+        self.model.train()
+        total, count = 0.0, 0
+        for chunk in self.batching.chunks(self._epoch_items(epoch)):
+            self.optimizer.zero_grad(set_to_none=True)
+            h = self.batching.encode(self.model, chunk)
+            target = self.y[chunk.to(self.device)]
+            synthetic = self.remedy.synthesize(h, target, self.rng)
+            if synthetic is not None:
+                h, target = synthetic
+            loss = self.remedy.loss(self.model.head(h), target, epoch)
+            if not torch.isfinite(loss):
+                raise HgimbError(f"training loss became {loss.item()} at epoch {epoch}; lower --lr or check the remedy parameters")
+            loss.backward()
+            self.optimizer.step()
+            total += float(loss.detach()) * len(chunk)
+            count += len(chunk)
+        return total / max(count, 1)
+
+    def evaluate(self, items: torch.Tensor) -> torch.Tensor:
+        self.model.eval()
+        return self.batching.logits(self.model, items)
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self) -> TrainOutcome:
+        cfg, task = self.cfg, self.task
+        val = task.split["val"]
+        val_y = task.y[val].numpy()
+        higher_is_better = cfg.monitor != "loss"
+        best_score, best_epoch, best_state = -np.inf, 0, None
+        history: List[Dict[str, float]] = []
+        since_best = 0
+        start = time.perf_counter()
+        epochs = range(cfg.epochs)
+        bar = self.progress(epochs) if self.progress else epochs
+        for epoch in bar:
+            t0 = time.perf_counter()
+            train_loss = self.train_epoch(epoch)
+            val_logits = self.evaluate(val).float().cpu()
+            val_pred = val_logits.argmax(1).numpy()
+            row = {"epoch": epoch, "train_loss": train_loss,
+                   "val_loss": float(F.cross_entropy(val_logits, task.y[val])) if val.numel() else float("nan"),
+                   "val_macro_f1": quick_score(val_y, val_pred, "macro_f1", task.num_classes) if val.numel() else 0.0,
+                   "val_balanced_accuracy": quick_score(val_y, val_pred, "balanced_accuracy", task.num_classes) if val.numel() else 0.0,
+                   "val_accuracy": quick_score(val_y, val_pred, "accuracy", task.num_classes) if val.numel() else 0.0}
+            row["seconds"] = time.perf_counter() - t0
+            history.append(row)
+            score = -row["val_loss"] if not higher_is_better else row[f"val_{cfg.monitor}"]
+            if score > best_score:
+                best_score, best_epoch, since_best = score, epoch, 0
+                best_state = copy.deepcopy(self.model.state_dict())
+            else:
+                since_best += 1
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{train_loss:.3f}", val=f"{row[f'val_{cfg.monitor}'] if higher_is_better else row['val_loss']:.3f}")
+            if since_best >= cfg.patience:
+                break
+        train_seconds = time.perf_counter() - start
+        if best_state is not None:
+            self.model.load_state_dict(best_state)
+
+        items = torch.cat([task.split[p] for p in ("train", "val", "test")])
+        logits = self.evaluate(items).float().cpu()
+        n_train, n_val = task.split["train"].numel(), val.numel()
+        val_rows = slice(n_train, n_train + n_val)
+        fitted = self.remedy.adjust(logits[val_rows], task.y[val]) if self.remedy.has_posthoc else {}
+        adjusted = self.remedy.apply(logits) if self.remedy.has_posthoc else logits
+        return TrainOutcome(model=self.model, remedy=self.remedy, history=history, best_epoch=best_epoch,
+                            epochs_run=len(history), train_seconds=train_seconds, logits=logits,
+                            adjusted_logits=adjusted, items=items, fitted=fitted)
