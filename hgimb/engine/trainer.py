@@ -157,7 +157,8 @@ class Trainer:
                 since_best += 1
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{train_loss:.3f}", val=f"{row[f'val_{cfg.monitor}'] if higher_is_better else row['val_loss']:.3f}")
-            if since_best >= cfg.patience:
+            # remedies with a schedule (drw) set a minimum run length through ctx.extras
+            if since_best >= cfg.patience and epoch + 1 >= self.ctx.extras.get("min_epochs", 0):
                 break
         train_seconds = time.perf_counter() - start
         if best_state is not None:
