@@ -1,0 +1,425 @@
+"""``python -m hgimb.diagnose``: what to check about a dataset's imbalance before training.
+
+The library part is :func:`diagnose` (``Task -> dict``); :func:`format_report` renders that dict
+as text and :func:`main` is the CLI. Reported: sample and class counts (training split when a
+split is requested), the imbalance ratio (largest / smallest class) and its severity
+(mild < 3:1, moderate 3-10:1, severe > 10:1), the positive-class weight (binary) and inverse
+frequency class weights, a remedy combination for the severity, and for node tasks the node and
+edge counts plus label homophily per class along direct relations and metapaths
+target -> X -> target (scipy sparse products over labelled nodes only).
+"""
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+
+from .errors import HgimbError
+
+MILD_BELOW = 3.0  # ratio < 3: mild
+SEVERE_ABOVE = 10.0  # ratio > 10: severe; 3..10 moderate
+MAX_METAPATH_PAIRS = 50_000_000  # skip a metapath whose product could exceed this many entries
+BAR_WIDTH = 40
+
+
+# ---------------------------------------------------------------------------- library
+def severity(ratio: Optional[float]) -> str:
+    """mild (< 3:1), moderate (3-10:1) or severe (> 10:1; also when a class is empty)."""
+    if ratio is None or ratio > SEVERE_ABOVE:
+        return "severe"
+    return "mild" if ratio < MILD_BELOW else "moderate"
+
+
+def inverse_frequency_weights(counts: np.ndarray) -> List[float]:
+    """n / (C n_c) rescaled to average 1 over the classes: the ratios of scikit-learn's
+    ``class_weight='balanced'`` and the normalisation of the ``weighted`` remedy."""
+    counts = np.asarray(counts, dtype=np.float64)
+    weights = 1.0 / np.maximum(counts, 1.0)
+    return (weights * len(counts) / weights.sum()).tolist()
+
+
+def recommend(sev: str, binary: bool) -> Dict[str, str]:
+    """A remedy combination (``--remedy`` syntax) for the severity, with a one-line reason."""
+    if sev == "mild":
+        return {"remedy": "weighted",
+                "why": "mild imbalance: inverse-frequency class weights lift minority recall at no cost; "
+                       "resampling or synthesis is rarely worth it"}
+    if sev == "moderate":
+        if binary:
+            return {"remedy": "weighted+threshold",
+                    "why": "class weights fix the training signal; a decision threshold tuned on validation "
+                           "fixes the 0.5 cut-off that favours the majority"}
+        return {"remedy": "balanced-softmax",
+                "why": "balanced softmax shifts logits by the log class prior during training, which targets "
+                       "balanced error across several classes without unstable large weights"}
+    if binary:
+        return {"remedy": "pos-weight+threshold",
+                "why": "few positives: weight them by negatives/positives in the loss and choose the threshold "
+                       "on validation; judge by PR-AUC and minority F1, not accuracy"}
+    return {"remedy": "balanced-softmax+threshold",
+            "why": "severe multi-class imbalance: prior-corrected training plus per-class logit offsets tuned "
+                   "on validation; expect high variance for the rarest classes (use several seeds)"}
+
+
+def _class_basis(task, part: Optional[str]) -> tuple[np.ndarray, str]:
+    """Item indices whose labels are counted: the ``part`` split, else all labelled items."""
+    y = task.y.cpu().numpy()
+    if part is not None:
+        if part not in task.split:
+            raise HgimbError(f"dataset '{task.name}' has no '{part}' split")
+        return task.split[part].cpu().numpy().astype(np.int64), f"{part} split"
+    return np.flatnonzero(y >= 0), "all labelled items"
+
+
+def _counts_summary(counts: np.ndarray, class_names: List[str]) -> Dict[str, Any]:
+    counts = np.asarray(counts, dtype=np.int64)
+    present = counts > 0
+    largest = int(np.argmax(counts))
+    smallest = int(np.argmin(counts))
+    ratio = float(counts[largest] / counts[smallest]) if counts[smallest] > 0 else None
+    sev = severity(ratio)
+    binary = len(counts) == 2
+    out = {
+        "class_counts": counts.tolist(),
+        "class_shares": (counts / max(counts.sum(), 1)).tolist(),
+        "imbalance_ratio": ratio,
+        "majority_class": class_names[largest],
+        "minority_class": class_names[smallest],
+        "empty_classes": [class_names[c] for c in np.flatnonzero(~present)],
+        "severity": sev,
+        # binary: BCE pos_weight = negatives / positives (class 1 is the positive class)
+        "pos_weight": (float(counts[0] / counts[1]) if counts[1] > 0 else None) if binary else None,
+        "class_weights": inverse_frequency_weights(counts),
+        "recommendation": recommend(sev, binary),
+    }
+    return out
+
+
+def _edge_list(data) -> tuple[Dict[str, int], Dict[tuple, Any]]:
+    """(node counts per type, {(src, rel, dst): edge_index}) for HeteroData or a plain Data."""
+    if hasattr(data, "edge_types"):
+        nodes = {t: int(data[t].num_nodes) for t in data.node_types}
+        edges = {et: data[et].edge_index for et in data.edge_types if "edge_index" in data[et]}
+        return nodes, edges
+    return {"node": int(data.num_nodes)}, {("node", "to", "node"): data.edge_index}
+
+
+def _binary_csr(rows: np.ndarray, cols: np.ndarray, shape) -> "Any":
+    from scipy import sparse
+
+    matrix = sparse.csr_matrix((np.ones(rows.size, dtype=np.float32), (rows, cols)), shape=shape)
+    matrix.data[:] = 1.0  # duplicates summed: back to 0/1
+    return matrix
+
+
+def _homophily_of(pairs, onehot, class_names) -> Dict[str, Any]:
+    """Homophily from a binary labelled x labelled neighbour matrix (diagonal already removed)."""
+    mix = np.asarray((onehot.T @ pairs @ onehot).todense(), dtype=np.float64)  # C x C ordered pairs
+    per_row = mix.sum(1)
+    per_class = {name: (float(mix[c, c] / per_row[c]) if per_row[c] > 0 else None)
+                 for c, name in enumerate(class_names)}
+    total = mix.sum()
+    degree = np.asarray(pairs.sum(1)).ravel()
+    return {
+        "pairs": int(total),
+        "coverage": float((degree > 0).mean()) if degree.size else 0.0,
+        "overall": float(np.trace(mix) / total) if total > 0 else None,
+        "per_class": per_class,
+    }
+
+
+def label_homophily(task, labels: np.ndarray) -> Dict[str, Any]:
+    """Per target type, per direct relation and metapath target -> X -> target: how often a
+    labelled node's labelled neighbours share its class (``labels``: item labels, -1 = ignore).
+
+    ``per_class[c]`` counts ordered pairs (u, v), u != v, both labelled, u of class c; a metapath
+    neighbour counts once however many paths connect the pair. ``coverage``: share of labelled
+    nodes with at least one labelled neighbour that way. Chance level is the class share.
+    """
+    from scipy import sparse
+
+    nodes, edges = _edge_list(task.data)
+    out: Dict[str, Any] = {}
+    target_types = task.target_types or list(nodes)[:1]
+    offsets = task.type_offsets() if task.target_types else {target_types[0]: 0}
+    for target in target_types:
+        n_target = nodes[target]
+        y_t = labels[offsets[target]: offsets[target] + n_target]
+        labelled = np.flatnonzero(y_t >= 0)
+        result: Dict[str, Any] = {"labelled": int(labelled.size), "relations": {}, "metapaths": {}, "skipped": {}}
+        out[target] = result
+        if labelled.size == 0:
+            continue
+        position = np.full(n_target, -1, dtype=np.int64)
+        position[labelled] = np.arange(labelled.size)
+        onehot = sparse.csr_matrix(
+            (np.ones(labelled.size, dtype=np.float32), (np.arange(labelled.size), y_t[labelled])),
+            shape=(labelled.size, task.num_classes),
+        )
+        to_other: Dict[str, List[np.ndarray]] = {}
+        for (src, rel, dst), edge_index in edges.items():
+            ei = edge_index.cpu().numpy()
+            if src == target and dst == target:
+                keep = (position[ei[0]] >= 0) & (position[ei[1]] >= 0)
+                a, b = position[ei[0, keep]], position[ei[1, keep]]
+                # direction does not matter for homophily: symmetrise, then drop self-loops
+                pairs = _binary_csr(np.concatenate([a, b]), np.concatenate([b, a]), (labelled.size,) * 2)
+                pairs.setdiag(0)
+                pairs.eliminate_zeros()
+                result["relations"][f"{src}-{rel}-{dst}"] = _homophily_of(pairs, onehot, task.class_names)
+            elif src == target:
+                to_other.setdefault(dst, []).append(ei)
+            elif dst == target:
+                to_other.setdefault(src, []).append(ei[::-1])
+        for other, parts in sorted(to_other.items()):
+            ei = np.concatenate(parts, axis=1)
+            keep = position[ei[0]] >= 0
+            link = _binary_csr(position[ei[0, keep]], ei[1, keep], (labelled.size, nodes[other]))
+            name = f"{target}-{other}-{target}"
+            hub = np.asarray(link.sum(0)).ravel()
+            bound = float((hub**2).sum())  # paths through `other`: an upper bound on the product's entries
+            if bound > MAX_METAPATH_PAIRS:
+                result["skipped"][name] = f"more than {MAX_METAPATH_PAIRS:,} paths ({bound:,.0f})"
+                continue
+            pairs = (link @ link.T).tocsr()
+            pairs.data[:] = 1.0
+            pairs.setdiag(0)
+            pairs.eliminate_zeros()
+            result["metapaths"][name] = _homophily_of(pairs, onehot, task.class_names)
+    return out
+
+
+def diagnose(task, part: Optional[str] = None) -> Dict[str, Any]:
+    """Imbalance facts about ``task`` as a JSON-ready dict.
+
+    ``part``: count labels of that split part (``"train"``) — also used for homophily — else all
+    labelled items.
+    """
+    items, basis = _class_basis(task, part)
+    y = task.y.cpu().numpy()
+    counts = np.bincount(y[items], minlength=task.num_classes) if items.size else np.zeros(task.num_classes, int)
+    report: Dict[str, Any] = {
+        "dataset": task.name,
+        "kind": task.kind,
+        "target": task.target,
+        "num_items": task.num_items,
+        "num_labelled": int((y >= 0).sum()),
+        "num_classes": task.num_classes,
+        "class_names": list(task.class_names),
+        "counted": basis,
+        "split_mode": task.meta.get("split_mode"),
+        "num_counted": int(items.size),
+    }
+    report.update(_counts_summary(counts, list(task.class_names)))
+    if task.split:
+        report["split_counts"] = {p: np.bincount(y[task.split[p].cpu().numpy()], minlength=task.num_classes).tolist()
+                                  for p in ("train", "val", "test") if p in task.split}
+    if task.kind == "node" and task.data is not None:
+        nodes, edges = _edge_list(task.data)
+        labels = np.full(task.num_items, -1, dtype=np.int64)
+        labels[items] = y[items]
+        report["graph"] = {
+            "node_counts": nodes,
+            "edge_counts": {f"{s}-{r}-{d}": int(ei.size(1)) for (s, r, d), ei in edges.items()},
+            "homophily_labels": basis,
+            "homophily": label_homophily(task, labels),
+        }
+    elif task.kind == "graph" and task.graphs:
+        atoms = np.array([int(g.num_nodes) for g in task.graphs])
+        edge_total = sum(int(g.edge_index.size(1)) for g in task.graphs)
+        crystal: Dict[str, Any] = {
+            "num_graphs": len(task.graphs),
+            "atoms_mean": float(atoms.mean()),
+            "atoms_max": int(atoms.max()),
+            "edges_per_atom": float(edge_total / max(atoms.sum(), 1)),
+        }
+        for key in ("threshold", "source", "graph_params", "skipped"):
+            if key in task.meta:
+                crystal[key] = task.meta[key]
+        raw = task.meta.get("raw_target")
+        if raw is not None and len(raw):
+            raw = np.asarray(raw, dtype=np.float64)
+            crystal["raw_target"] = {"min": float(raw.min()), "median": float(np.median(raw)), "max": float(raw.max())}
+        report["crystal"] = crystal
+    return report
+
+
+# ---------------------------------------------------------------------------- text
+def _fmt(value: Optional[float], digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def format_report(report: Dict[str, Any]) -> str:
+    """The human-readable rendering of :func:`diagnose`'s dict."""
+    lines = []
+    unit = "graphs" if report["kind"] == "graph" else f"{report['target']} nodes"
+    lines.append(f"dataset        {report['dataset']} ({report['kind']} task, {report['num_items']} {unit}, "
+                 f"{report['num_labelled']} labelled, {report['num_classes']} classes)")
+    if report.get("split_mode"):
+        sizes = ", ".join(f"{p} {sum(c)}" for p, c in report.get("split_counts", {}).items())
+        lines.append(f"split          {report['split_mode']}: {sizes}")
+    lines.append(f"class counts   ({report['counted']}, {report['num_counted']} items)")
+    counts = report["class_counts"]
+    biggest = max(max(counts), 1)
+    width = max(len(str(n)) for n in report["class_names"])
+    for name, count, share in zip(report["class_names"], counts, report["class_shares"]):
+        bar = "#" * max(1 if count else 0, round(BAR_WIDTH * count / biggest))
+        lines.append(f"  {name:<{width}}  {count:>7}  {bar:<{BAR_WIDTH}} {100 * share:5.1f}%")
+    ratio = report["imbalance_ratio"]
+    ratio_text = f"{ratio:.2f}:1" if ratio is not None else f"infinite (empty: {', '.join(report['empty_classes'])})"
+    lines.append(f"imbalance      {ratio_text} (majority '{report['majority_class']}', minority "
+                 f"'{report['minority_class']}') -> {report['severity']}")
+    if report["pos_weight"] is not None:
+        lines.append(f"pos_weight     {report['pos_weight']:.3f} (negatives / positives, positive = "
+                     f"'{report['class_names'][1]}')")
+    lines.append("class weights  " + ", ".join(f"{w:.3f}" for w in report["class_weights"])
+                 + " (inverse frequency, mean 1)")
+    rec = report["recommendation"]
+    lines.append(f"recommended    --remedy {rec['remedy']}")
+    lines.append(f"               {rec['why']}")
+    crystal = report.get("crystal")
+    if crystal:
+        text = (f"crystals       {crystal['num_graphs']} graphs, {crystal['atoms_mean']:.1f} atoms mean, "
+                f"{crystal['atoms_max']} max, {crystal['edges_per_atom']:.1f} edges per atom")
+        lines.append(text)
+        if "raw_target" in crystal and crystal.get("threshold") is not None:
+            raw = crystal["raw_target"]
+            lines.append(f"target         threshold {crystal['threshold']:g}; raw values {raw['min']:g} .. {raw['max']:g}, "
+                         f"median {raw['median']:g}")
+        if crystal.get("skipped"):
+            lines.append(f"skipped        {len(crystal['skipped'])} bad row(s); first: {crystal['skipped'][0]}")
+    graph = report.get("graph")
+    if graph:
+        lines.append("nodes          " + ", ".join(f"{t} {n}" for t, n in graph["node_counts"].items()))
+        lines.append("edges          " + ", ".join(f"{r} {n}" for r, n in graph["edge_counts"].items()))
+        shares = dict(zip(report["class_names"], report["class_shares"]))
+        for target, result in graph["homophily"].items():
+            lines.append(f"homophily      {target} labels ({graph['homophily_labels']}, {result['labelled']} nodes); "
+                         f"chance = class share")
+            rows = {**result["relations"], **result["metapaths"]}
+            names = report["class_names"]
+            name_width = max([len(n) for n in rows] + [len("chance")])
+            col = max(7, *(len(n) for n in names))
+            lines.append(f"  {'path':<{name_width}}  {'pairs':>10}  {'cover':>6}  {'overall':>7}  "
+                         + "  ".join(f"{n:>{col}}" for n in names))
+            for path, h in rows.items():
+                lines.append(f"  {path:<{name_width}}  {h['pairs']:>10}  {h['coverage']:>6.2f}  {_fmt(h['overall']):>7}  "
+                             + "  ".join(f"{_fmt(h['per_class'][n]):>{col}}" for n in names))
+            lines.append(f"  {'chance':<{name_width}}  {'':>10}  {'':>6}  {'':>7}  "
+                         + "  ".join(f"{shares[n]:>{col}.2f}" for n in names))
+            for path, why in result["skipped"].items():
+                lines.append(f"  {path}: skipped ({why})")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- CLI
+def resolve_dataset(arg: str) -> str:
+    """A dataset name, ``prefix:path``, or a path turned into ``crystal:`` / ``hgb:``."""
+    from .data import registry as data_registry
+    from .data import _load_all  # noqa: F401
+
+    if ":" in arg and arg.split(":", 1)[0] in data_registry.PREFIXES:
+        return arg
+    if arg in data_registry.DATASETS:
+        return arg
+    path = Path(arg).expanduser()
+    if path.exists():
+        if path.is_file() and path.suffix.lower() == ".csv" or (path.is_dir() and (path / "id_prop.csv").is_file()):
+            return f"crystal:{arg}"
+        looks_hgb = path.suffix.lower() == ".zip" or (path.is_dir() and (
+            (path / "node.dat").is_file() or any(path.glob("*/node.dat"))))
+        if looks_hgb and "hgb" in data_registry.PREFIXES:
+            return f"hgb:{arg}"
+        raise HgimbError(f"cannot tell the format of {arg}: expected a crystal directory (id_prop.csv), an "
+                         f"id_prop .csv file or an HGB directory/zip (node.dat); or use crystal:<dir> / hgb:<path>")
+    if "/" in arg or path.suffix.lower() in (".csv", ".zip"):
+        raise HgimbError(f"{arg} not found")
+    return arg  # let the registry report an unknown name with suggestions
+
+
+def load_for_diagnosis(dataset: str, root=None, threshold: Optional[float] = None, skip_bad: bool = False,
+                       quiet: bool = True):
+    """Load ``dataset`` (name, prefix:path or path) with the crystal options its loader accepts."""
+    from .data.registry import data_root, dataset_loader
+
+    loader, fixed = dataset_loader(resolve_dataset(dataset))
+    accepted = inspect.signature(loader).parameters
+    options: Dict[str, Any] = {}
+    if threshold is not None:
+        if "threshold" not in accepted:
+            raise HgimbError(f"--threshold applies to datasets with real-valued targets (crystal graphs); "
+                             f"'{dataset}' has class labels")
+        options["threshold"] = threshold
+    if skip_bad and "skip_bad" in accepted:
+        options["skip_bad"] = True
+    if "quiet" in accepted:
+        options["quiet"] = quiet
+    return loader(data_root(root), **fixed, **options)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .cli import ArgumentParser
+
+    parser = ArgumentParser(
+        prog="python -m hgimb.diagnose",
+        description="Class counts, imbalance ratio and severity, recommended remedies, and (node tasks) "
+                    "node/edge counts and label homophily per class, before training.",
+    )
+    parser.add_argument("dataset", help="dataset name, crystal:<dir>, hgb:<path>, or a path to an id_prop.csv / dir")
+    parser.add_argument("--data-root", default=None, help="data root (default $HGIMB_DATA or ./datasets)")
+    parser.add_argument("--threshold", type=float, default=None, help="crystal datasets: binary label = target > T")
+    parser.add_argument("--split", choices=("official", "stratified"), default=None,
+                        help="count the training split of this split (default: all labelled items)")
+    parser.add_argument("--imbalance-ratio", type=float, default=1.0,
+                        help="with --split: make the training split long-tailed with this max/min ratio")
+    parser.add_argument("--imbalance-type", choices=("long-tail", "step"), default="long-tail")
+    parser.add_argument("--seed", type=int, default=0, help="split seed")
+    parser.add_argument("--skip-bad", action="store_true", help="crystal datasets: drop bad rows instead of failing")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    return parser
+
+
+def _main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.imbalance_ratio != 1.0 and args.split is None:
+        raise HgimbError("--imbalance-ratio needs --split (official or stratified)")
+    task = load_for_diagnosis(args.dataset, args.data_root, args.threshold, args.skip_bad, quiet=args.json)
+    part = None
+    if args.split is not None:
+        from .data.splits import make_split
+
+        task = make_split(task, split=args.split, imbalance_ratio=args.imbalance_ratio,
+                          imbalance_type=args.imbalance_type, seed=args.seed)
+        part = "train"
+    report = diagnose(task, part=part)
+    if args.json:
+        print(json.dumps(report, indent=2, default=_json_default))
+    else:
+        print(format_report(report))
+    return 0
+
+
+def _json_default(value):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    return str(value)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    from .cli import guard
+
+    return guard(_main)(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,217 @@
+"""python -m hgimb.diagnose: counts, ratio, severity, weights, recommendations, homophily."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from pymatgen.core import Lattice, Structure
+
+from hgimb import diagnose as dg
+from hgimb.data.task import Task
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HGIMB_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def crystal_dir(tmp_path):
+    """8 tiny crystals, 6 of class 0 and 2 of class 1 (ratio 3: moderate), no atom_init.json."""
+    d = tmp_path / "tiny"
+    d.mkdir()
+    lines = []
+    for i in range(8):
+        structure = Structure(Lattice.cubic(4.0 + 0.1 * i), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+        structure.to(filename=str(d / f"x{i}.cif"))
+        lines.append(f"x{i},{1 if i in (2, 5) else 0}")
+    (d / "id_prop.csv").write_text("\n".join(lines) + "\n")
+    return d
+
+
+def run_cli(*args, env_extra=None):
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "hgimb.diagnose", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+# ---------------------------------------------------------------------------- library
+def test_severity_boundaries_and_weights():
+    assert dg.severity(1.0) == "mild" and dg.severity(2.99) == "mild"
+    assert dg.severity(3.0) == "moderate" and dg.severity(10.0) == "moderate"
+    assert dg.severity(10.01) == "severe" and dg.severity(None) == "severe"
+    weights = dg.inverse_frequency_weights([90, 10])
+    assert weights == pytest.approx([0.2, 1.8])
+    try:  # the same weights the 'weighted' remedy trains with
+        from hgimb.imbalance.weights import class_weights
+    except ImportError:
+        return
+    counts = [500, 120, 7]
+    assert dg.inverse_frequency_weights(counts) == pytest.approx(class_weights(torch.tensor(counts)).tolist(), rel=1e-5)
+
+
+def test_recommended_remedies_exist():
+    from hgimb.imbalance import REMEDIES
+
+    for sev in ("mild", "moderate", "severe"):
+        for binary in (True, False):
+            rec = dg.recommend(sev, binary)
+            assert rec["why"]
+            for part in rec["remedy"].split("+"):
+                assert part in REMEDIES, (sev, binary, part)
+    assert dg.recommend("severe", True)["remedy"] == "pos-weight+threshold"
+    assert "threshold" in dg.recommend("moderate", True)["remedy"]
+
+
+def test_diagnose_crystal_counts(crystal_dir):
+    task = dg.load_for_diagnosis(f"crystal:{crystal_dir}")
+    report = dg.diagnose(task)
+    assert report["kind"] == "graph" and report["num_items"] == 8
+    assert report["class_counts"] == [6, 2]
+    assert report["imbalance_ratio"] == pytest.approx(3.0)
+    assert report["severity"] == "moderate"
+    assert report["pos_weight"] == pytest.approx(3.0)
+    assert report["class_weights"] == pytest.approx([0.5, 1.5])
+    assert report["recommendation"]["remedy"] == "weighted+threshold"
+    assert report["crystal"]["num_graphs"] == 8
+    json.dumps(report)  # JSON-ready as it is
+    text = dg.format_report(report)
+    assert "3.00:1" in text and "moderate" in text and "pos_weight     3.000" in text
+
+
+def test_diagnose_counts_the_training_split(crystal_dir):
+    from hgimb.data.splits import make_split
+
+    task = dg.load_for_diagnosis(str(crystal_dir / "id_prop.csv"))  # a path to the id_prop file
+    split = make_split(task, split="stratified", seed=0)
+    report = dg.diagnose(split, part="train")
+    train = split.split["train"]
+    assert report["counted"] == "train split"
+    assert report["class_counts"] == torch.bincount(task.y[train], minlength=2).tolist()
+    assert sum(report["split_counts"]["test"]) == split.split["test"].numel()
+
+
+def hetero_task(labels, x_links, cites, split=None):
+    """A node task: 'paper' targets, an 'author' type linked by x_links, 'cites' among papers."""
+    from torch_geometric.data import HeteroData
+
+    data = HeteroData()
+    data["paper"].num_nodes = len(labels)
+    data["author"].num_nodes = 1 + max(a for _, a in x_links)
+    links = torch.tensor(x_links).t()
+    data["paper", "written_by", "author"].edge_index = links
+    data["author", "writes", "paper"].edge_index = links.flip(0)
+    data["paper", "cites", "paper"].edge_index = torch.tensor(cites).t()
+    y = torch.tensor(labels)
+    return Task(name="toy", kind="node", class_names=["a", "b"], y=y, split=split or {}, data=data,
+                target_types=["paper"])
+
+
+def test_homophily_by_hand():
+    # papers 0,1,2 class a, paper 3 class b; author 0 wrote 0,1; author 1 wrote 1,2,3 (1 listed twice)
+    task = hetero_task([0, 0, 0, 1], [(0, 0), (1, 0), (1, 1), (1, 1), (2, 1), (3, 1)], [(0, 3), (1, 2), (2, 2)])
+    report = dg.diagnose(task)
+    h = report["graph"]["homophily"]["paper"]
+    pap = h["metapaths"]["paper-author-paper"]
+    # neighbour pairs 0-1, 1-2, 1-3, 2-3: class a papers see 0->1, 1->0,2,3, 2->1,3 (4 same of 6),
+    # paper 3 (class b) sees 1, 2 (0 of 2)
+    assert pap["per_class"]["a"] == pytest.approx(4 / 6)
+    assert pap["per_class"]["b"] == pytest.approx(0.0)
+    assert pap["overall"] == pytest.approx(4 / 8) and pap["pairs"] == 8
+    cites = h["relations"]["paper-cites-paper"]  # 0-3, 1-2 (symmetrised; the self-loop 2-2 dropped)
+    assert cites["per_class"]["a"] == pytest.approx(2 / 3) and cites["per_class"]["b"] == 0.0
+    assert cites["coverage"] == pytest.approx(1.0)
+    assert report["graph"]["node_counts"] == {"paper": 4, "author": 2}
+    assert report["graph"]["edge_counts"]["paper-written_by-author"] == 6
+    # with a split, only training labels count: paper 2 out of train
+    split = {"train": torch.tensor([0, 1, 3]), "val": torch.tensor([2]), "test": torch.tensor([], dtype=torch.long)}
+    task = task.with_split(split)
+    report = dg.diagnose(task, part="train")
+    pap = report["graph"]["homophily"]["paper"]["metapaths"]["paper-author-paper"]
+    # pairs among 0,1,3: 0-1 (a,a), 1-3 (a,b): class a 2 same of 3, class b 0 of 1
+    assert pap["per_class"]["a"] == pytest.approx(2 / 3) and pap["per_class"]["b"] == 0.0
+    assert report["class_counts"] == [2, 1] and report["counted"] == "train split"
+
+
+def test_homophily_matches_dense_brute_force():
+    rng = np.random.default_rng(0)
+    n_paper, n_author, n_links = 60, 25, 150
+    labels = rng.integers(0, 2, n_paper)
+    labels[rng.random(n_paper) < 0.2] = -1  # unlabelled papers are ignored
+    links = np.stack([rng.integers(0, n_paper, n_links), rng.integers(0, n_author, n_links)], 1)
+    cites = np.stack([rng.integers(0, n_paper, 80), rng.integers(0, n_paper, 80)], 1)
+    task = hetero_task(labels.tolist(), links.tolist(), cites.tolist())
+    task.meta = {}
+    h = dg.diagnose(task)["graph"]["homophily"]["paper"]
+    lab = labels >= 0
+
+    def dense_homophily(pairs):
+        pairs = pairs.astype(bool) & lab[:, None] & lab[None, :]
+        np.fill_diagonal(pairs, False)
+        out = {}
+        for c, name in enumerate(["a", "b"]):
+            rows = pairs[labels == c]
+            out[name] = (rows & (labels == c)[None, :]).sum() / rows.sum()
+        return out
+
+    adjacency = np.zeros((n_paper, n_author), dtype=int)
+    adjacency[links[:, 0], links[:, 1]] = 1
+    expected = dense_homophily(adjacency @ adjacency.T > 0)
+    got = h["metapaths"]["paper-author-paper"]["per_class"]
+    assert got == pytest.approx(expected)
+    direct = np.zeros((n_paper, n_paper), dtype=bool)
+    direct[cites[:, 0], cites[:, 1]] = True
+    assert h["relations"]["paper-cites-paper"]["per_class"] == pytest.approx(dense_homophily(direct | direct.T))
+
+
+# ---------------------------------------------------------------------------- CLI
+def test_cli_text_and_json(crystal_dir, capsys):
+    assert dg.main([str(crystal_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "moderate" in out and "#" in out and "--remedy weighted+threshold" in out
+    result = run_cli(f"crystal:{crystal_dir}", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["class_counts"] == [6, 2] and report["severity"] == "moderate"
+    assert report["pos_weight"] == pytest.approx(3.0)
+
+
+def test_cli_threshold_and_split(tmp_path, crystal_dir, capsys):
+    lines = [f"x{i},{v}" for i, v in enumerate([10, 20, 650, 30, 40, 700, 800, 5])]
+    (crystal_dir / "id_prop.csv").write_text("\n".join(lines) + "\n")
+    assert dg.main([f"crystal:{crystal_dir}", "--threshold", "600", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["class_names"] == ["<=600", ">600"] and report["class_counts"] == [5, 3]
+    assert report["crystal"]["threshold"] == 600 and report["crystal"]["raw_target"]["max"] == 800
+    assert dg.main([f"crystal:{crystal_dir}", "--threshold", "600", "--split", "stratified", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["counted"] == "train split" and sum(report["class_counts"]) < 8
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["{dir}"], "pass --threshold"),
+    (["{dir}/missing.csv"], "not found"),
+    (["no-such-dataset"], "unknown dataset"),
+])
+def test_cli_bad_input_exits_2_with_one_line(crystal_dir, capsys, args, fragment):
+    lines = [f"x{i},{v}" for i, v in enumerate([10.5, 20, 650, 30, 40, 700, 800, 5])]
+    (crystal_dir / "id_prop.csv").write_text("\n".join(lines) + "\n")
+    args = [a.format(dir=crystal_dir) for a in args]
+    assert dg.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and fragment in err
+
+
+def test_cli_bad_input_subprocess(crystal_dir):
+    (crystal_dir / "id_prop.csv").write_text("x0,0\nx1,zero\n")
+    result = run_cli(str(crystal_dir))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
+    assert "line 2" in result.stderr and "'zero'" in result.stderr
