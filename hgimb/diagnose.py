@@ -388,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     if args.imbalance_ratio != 1.0 and args.split is None:
-        raise HgimbError("--imbalance-ratio needs --split (official or stratified)")
+        args.split = "official"  # an imbalance split is applied to a split: the dataset's own one
     task = load_for_diagnosis(args.dataset, args.data_root, args.threshold, args.skip_bad, quiet=args.json)
     part = None
     if args.split is not None:
