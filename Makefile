@@ -27,5 +27,9 @@ demo: venv
 test: venv
 	$(BIN)/python -m pytest tests
 
+bench: venv
+	$(BIN)/python -m hgimb.bench run --grid configs/bench/smoke.yaml
+	$(BIN)/python -m hgimb.bench report bench/smoke
+
 clean:
 	rm -rf runs .pytest_cache

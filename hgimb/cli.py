@@ -12,7 +12,7 @@ from .config import RunConfig
 from .errors import HgimbError
 
 # Fields set through dedicated flags (key=value lists, booleans) rather than the generic mapping.
-_KEY_VALUE = {"remedy_params": "--remedy-param", "dataset_options": "--dataset-option", "model_options": "--model-option"}
+KEY_VALUE_FLAGS = {"remedy_params": "--remedy-param", "dataset_options": "--dataset-option", "model_options": "--model-option"}
 _BOOLEAN = {"quiet", "skip_bad"}
 _HELP = {
     "dataset": "dataset name or prefix:path (see the list below)",
@@ -50,8 +50,8 @@ def add_run_config_flags(parser: argparse.ArgumentParser, skip=()) -> None:
             continue
         flag = "--" + f.name.replace("_", "-")
         help_text = _HELP.get(f.name, "")
-        if f.name in _KEY_VALUE:
-            parser.add_argument(_KEY_VALUE[f.name], dest=f.name, action="append", metavar="NAME=VALUE",
+        if f.name in KEY_VALUE_FLAGS:
+            parser.add_argument(KEY_VALUE_FLAGS[f.name], dest=f.name, action="append", metavar="NAME=VALUE",
                                 default=argparse.SUPPRESS, help=f"set one entry of {f.name} (repeatable)")
         elif f.name in _BOOLEAN:
             parser.add_argument(flag, dest=f.name, action="store_true", default=argparse.SUPPRESS, help=help_text)
@@ -77,14 +77,14 @@ def _typed(kind, flag):
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     values = {k: v for k, v in vars(args).items() if k in RunConfig.field_names()}
-    for name, flag in _KEY_VALUE.items():
+    for name, flag in KEY_VALUE_FLAGS.items():
         if name in values:
             values[name] = parse_key_values(values[name], flag)
     config_path = getattr(args, "config", None)
     if config_path:
         base = RunConfig.from_yaml(config_path)
         merged = base.to_dict()
-        for name in _KEY_VALUE:
+        for name in KEY_VALUE_FLAGS:
             if name in values:
                 values[name] = {**merged.get(name, {}), **values[name]}
         merged.update(values)

@@ -1,0 +1,432 @@
+"""Running a grid: every run is an ordinary ``run_experiment`` call (the code path of
+``hgimb.train``), in worker processes, with its output in ``<out>/logs/<run-id>.log`` and its row
+in ``<out>/results.jsonl`` (written by this, the parent, process only).
+
+Resume: runs whose latest row is ``ok`` are skipped; ``error`` rows are skipped too unless
+``retry_failed``. A failing run is recorded with its error and the grid goes on. Ctrl-C (or
+SIGTERM) stops the workers; every row already written is complete, so rerunning the same command
+continues where it stopped.
+
+``workers == 1`` runs in this process (easiest to debug; a crash in native code ends the grid);
+more workers run in a ``ProcessPoolExecutor`` over a ``forkserver`` (``spawn`` where there is
+none) context whose server has already imported torch and hgimb, each worker with
+``cores // workers`` torch threads so that the machine is not oversubscribed.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+
+# Imported at module level on purpose: the forkserver preloads this module, so that workers
+# start with torch, PyG and every registry already imported.
+import torch  # noqa: F401
+
+from .. import data as _data  # noqa: F401  (registers datasets)
+from .. import imbalance as _imbalance  # noqa: F401  (registers remedies)
+from .. import models as _models  # noqa: F401  (registers models)
+from ..config import RunConfig
+from ..engine import run_experiment
+from ..errors import HgimbError
+from ..metrics import HEADLINE
+from .grid import run_id, run_name
+from .store import STORE_NAME, ResultStore, latest_rows, read_rows
+
+METRIC_KEYS = tuple(HEADLINE) + ("minority_recall", "pr_auc", "roc_auc")
+RUN_KEYS = ("num_classes", "train_class_counts", "best_epoch", "epochs_run", "seconds_per_epoch",
+            "train_seconds", "folds")
+RAY_HINT = "pip install 'ray[default]'"
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+# ------------------------------------------------------------------------------ planning
+@dataclass
+class PlannedRun:
+    run_id: str
+    name: str
+    config: RunConfig
+    state: str  # todo | done | failed (an error row exists; rerun with retry_failed)
+    log: Path
+    save_dir: Optional[Path] = None
+
+    def args(self) -> tuple:
+        return (self.config.to_dict(), self.run_id, str(self.log),
+                str(self.save_dir) if self.save_dir else None)
+
+
+def plan(configs: List[RunConfig], out: str | Path, retry_failed: bool = False,
+         save_runs: bool = False) -> List[PlannedRun]:
+    """Each run with its id, name and state against the store in ``out``."""
+    out = Path(out)
+    recorded = latest_rows(read_rows(out / STORE_NAME))
+    names = [run_name(cfg) for cfg in configs]
+    counts = Counter(names)
+    planned = []
+    for cfg, name in zip(configs, names):
+        key = run_id(cfg)
+        if counts[name] > 1:  # another axis varies: keep directory names unique
+            name = f"{name}-{key}"
+        status = recorded.get(key, {}).get("status")
+        state = "done" if status == "ok" else "failed" if status == "error" and not retry_failed else "todo"
+        planned.append(PlannedRun(key, name, cfg, state, out / "logs" / f"{key}.log",
+                                  out / "runs" / name if save_runs else None))
+    return planned
+
+
+# ------------------------------------------------------------------------ the worker side
+def flat_metrics(metrics: Dict[str, Any]) -> Dict[str, Any]:
+    """Headline val/test metrics as ``val_macro_f1``, ... plus the run facts (best epoch, ...).
+    K-fold summaries contribute their means."""
+    row: Dict[str, Any] = {}
+    for key in RUN_KEYS:
+        if key in metrics:
+            row[key] = metrics[key]
+    for part in ("val", "test"):
+        report = metrics.get(part) or {}
+        for key in METRIC_KEYS:
+            if key in report:
+                value = report[key]
+                row[f"{part}_{key}"] = value.get("mean") if isinstance(value, dict) else value
+    return row
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line if len(line) <= 500 else line[:497] + "..."
+
+
+@contextlib.contextmanager
+def _output_to(path: Path) -> Iterator[Any]:
+    """Send this process's stdout/stderr (Python objects and file descriptors 1 and 2, so that
+    native libraries' output is caught too) to ``path`` for the duration."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", buffering=1) as log:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        saved: List[int] = []
+        try:
+            saved = [os.dup(1), os.dup(2)]
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+        except OSError:  # no descriptors 1/2 (a daemon): the Python-level redirect still applies
+            saved = []
+        try:
+            with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+                yield log
+        finally:
+            log.flush()
+            if saved:
+                os.dup2(saved[0], 1)
+                os.dup2(saved[1], 2)
+                for fd in saved:
+                    os.close(fd)
+
+
+def execute(config: Dict[str, Any], key: str, log_path: str, save_dir: Optional[str] = None) -> Dict[str, Any]:
+    """One run (worker side). Never raises for a failed run: returns ``status: error`` with the
+    error's type and first line; the traceback goes to the log."""
+    start = time.perf_counter()
+    row: Dict[str, Any] = {"status": "ok"}
+    with _output_to(Path(log_path)):
+        print(f"=== run {key} started {_now()} (pid {os.getpid()}, {torch.get_num_threads()} torch threads)")
+        print(json.dumps(config, sort_keys=True, default=str))
+        try:
+            cfg = RunConfig(**config)
+            if save_dir:
+                cfg = cfg.replace(out=save_dir)
+            result = run_experiment(cfg, write=bool(save_dir))
+            row.update(flat_metrics(result.metrics))
+            print(f"=== run {key} ok: test macro_f1={row.get('test_macro_f1')}")
+        except Exception as exc:  # recorded, not raised: one failing run must not stop the grid
+            traceback.print_exc()
+            row.update(status="error", error_type=type(exc).__name__, error=one_line(exc))
+            print(f"=== run {key} failed: {type(exc).__name__}: {one_line(exc)}")
+    row["wall_seconds"] = round(time.perf_counter() - start, 3)
+    return row
+
+
+def _init_worker(threads: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops workers
+    torch.set_num_threads(threads)
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _error_row(exc: BaseException, message: Optional[str] = None) -> Dict[str, Any]:
+    return {"status": "error", "error_type": type(exc).__name__, "error": message or one_line(exc)}
+
+
+# ------------------------------------------------------------------------------ backends
+Rows = Iterator[Tuple[PlannedRun, Dict[str, Any]]]
+
+
+def _inline_rows(items: List[PlannedRun], threads: int) -> Rows:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for item in items:
+            yield item, execute(*item.args())
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _mp_context():
+    import multiprocessing as mp
+
+    if "forkserver" in mp.get_all_start_methods():
+        context = mp.get_context("forkserver")
+        # Workers fork from a server that imported torch + hgimb once (a spawn per worker would
+        # pay the multi-second import each time). No-op if the server already runs.
+        context.set_forkserver_preload([__name__])
+        return context
+    return mp.get_context("spawn")
+
+
+def _stop_pool(pool, graceful: bool) -> None:
+    if graceful:
+        pool.shutdown(wait=True)
+        return
+    # no public way to stop running workers before Python 3.14 (terminate_workers)
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        with contextlib.suppress(Exception):
+            process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+_DIED = ("a worker process died (killed, out of memory, or a crash in native code) while this run "
+         "or one beside it was running; rerun with --retry-failed")
+
+
+def _future_row(future) -> Dict[str, Any]:
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        return future.result()
+    except BrokenProcessPool as exc:
+        return _error_row(exc, _DIED)
+    except Exception as exc:  # e.g. an unpicklable result
+        return _error_row(exc)
+
+
+def _pool_rows(items: List[PlannedRun], workers: int, threads: int) -> Rows:
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    context = _mp_context()
+    pending = deque(items)
+    running: Dict[Any, PlannedRun] = {}
+    pool = None
+    finished = False
+    try:
+        while pending or running:
+            if pool is None:
+                pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                                           initializer=_init_worker, initargs=(threads,))
+            broken = False
+            # at most one run per worker in flight: when a worker dies, only those few are lost
+            while pending and len(running) < workers:
+                item = pending.popleft()
+                try:
+                    running[pool.submit(execute, *item.args())] = item
+                except BrokenProcessPool:
+                    pending.appendleft(item)
+                    broken = True
+                    break
+            done = wait(list(running), return_when=FIRST_COMPLETED)[0] if running else set()
+            for future in done:
+                broken = broken or isinstance(future.exception(), BrokenProcessPool)
+            if broken:  # every in-flight run of a dead pool fails: collect them all
+                done = wait(list(running))[0]
+            for future in done:
+                yield running.pop(future), _future_row(future)
+            if broken:
+                _stop_pool(pool, graceful=False)
+                pool = None
+        finished = True
+    finally:
+        if pool is not None:
+            _stop_pool(pool, graceful=finished)
+
+
+def _ray_module():
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise HgimbError(f"--backend ray needs Ray, which is not installed; install it with {RAY_HINT}, "
+                         "or use --backend local") from None
+    return ray
+
+
+def _ray_execute(threads: int, *args) -> Dict[str, Any]:
+    torch.set_num_threads(threads)
+    return execute(*args)
+
+
+def _ray_rows(items: List[PlannedRun], threads: int) -> Rows:
+    """One ``ray.remote`` task per run (on a cluster, logs land on the node that ran the run)."""
+    ray = _ray_module()
+    if not ray.is_initialized():
+        ray.init(ignore_reinit_error=True)
+    remote = ray.remote(num_cpus=threads)(_ray_execute)
+    refs = {remote.remote(threads, *item.args()): item for item in items}
+    try:
+        while refs:
+            done, _ = ray.wait(list(refs), num_returns=1)
+            for ref in done:
+                item = refs.pop(ref)
+                try:
+                    row = ray.get(ref)
+                except Exception as exc:
+                    row = _error_row(exc)
+                yield item, row
+    finally:
+        for ref in refs:
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=True)
+
+
+# ------------------------------------------------------------------------------ the grid
+@dataclass
+class GridOutcome:
+    out: Path
+    total: int
+    skipped_done: int = 0
+    skipped_failed: int = 0
+    ran: int = 0
+    ok: int = 0
+    failed: int = 0
+    interrupted: bool = False
+    errors: List[Dict[str, Any]] = field(default_factory=list)  # rows of runs that failed this time
+    failed_total: int = 0  # runs of the grid whose latest row is an error
+
+    @property
+    def exit_code(self) -> int:
+        return 130 if self.interrupted else 1 if self.failed_total else 0
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(number, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def record_row(item: PlannedRun, result: Dict[str, Any], out: Path) -> Dict[str, Any]:
+    """The store row: id, name, status, every config field, metrics, wall time, log."""
+    config = item.config.to_dict()
+    config["out"] = str(item.save_dir) if item.save_dir else None
+    row: Dict[str, Any] = {"run_id": item.run_id, "name": item.name, "status": result.get("status", "error")}
+    if row["status"] != "ok":
+        row["error_type"] = result.get("error_type", "Error")
+        row["error"] = result.get("error", "")
+    row.update(config)
+    row.update({k: v for k, v in result.items() if k not in ("status", "error", "error_type")})
+    row["log"] = os.path.relpath(item.log, out)
+    row["finished_at"] = _now()
+    return row
+
+
+def run_grid(configs: List[RunConfig], out: str | Path, *, workers: Optional[int] = None,
+             retry_failed: bool = False, save_runs: bool = False, quiet: bool = False,
+             backend: str = "local", echo: Callable[[str], None] = print) -> GridOutcome:
+    """Run every config not yet recorded ok in ``<out>/results.jsonl``; returns the tally."""
+    if backend not in ("local", "ray"):
+        raise HgimbError(f"--backend must be 'local' or 'ray', got '{backend}'")
+    if backend == "ray":
+        _ray_module()
+    if workers is not None and workers < 1:
+        raise HgimbError(f"--workers must be >= 1, got {workers}")
+    out = Path(out)
+    store = ResultStore(out / STORE_NAME)
+    store.lock()
+    try:
+        store.repair()
+        planned = plan(configs, out, retry_failed=retry_failed, save_runs=save_runs)
+        todo = [p for p in planned if p.state == "todo"]
+        outcome = GridOutcome(out, len(planned), skipped_done=sum(p.state == "done" for p in planned),
+                              skipped_failed=sum(p.state == "failed" for p in planned))
+        cores = available_cores()
+        workers = max(1, min(workers or cores, len(todo) or 1))
+        threads = max(1, cores // workers)
+        if backend == "ray":
+            rows = _ray_rows(todo, threads)
+        elif workers == 1:
+            rows = _inline_rows(todo, threads)
+        else:
+            rows = _pool_rows(todo, workers, threads)
+        bar = _progress(len(todo), quiet)
+        try:
+            with _sigterm_as_interrupt():
+                for item, result in rows:
+                    row = record_row(item, result, out)
+                    store.append(row)
+                    outcome.ran += 1
+                    if row["status"] == "ok":
+                        outcome.ok += 1
+                    else:
+                        outcome.failed += 1
+                        outcome.errors.append(row)
+                    _report_progress(bar, outcome, row, len(todo), quiet, echo)
+        except KeyboardInterrupt:
+            outcome.interrupted = True
+        finally:
+            rows.close()  # stops worker processes when interrupted
+            if bar is not None:
+                bar.close()
+        latest = latest_rows(read_rows(store.path))
+        outcome.failed_total = sum(latest.get(p.run_id, {}).get("status") == "error" for p in planned)
+        return outcome
+    finally:
+        store.unlock()
+
+
+def _progress(total: int, quiet: bool):
+    if quiet or total == 0 or not sys.stderr.isatty():
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="run", desc="bench", dynamic_ncols=True)
+
+
+def _report_progress(bar, outcome: GridOutcome, row: Dict[str, Any], total: int, quiet: bool, echo) -> None:
+    if row["status"] == "ok":
+        score = row.get("test_macro_f1")
+        line = (f"ok    {row['name']}  test macro_f1={score:.4f}" if score is not None else f"ok    {row['name']}")
+    else:
+        line = f"error {row['name']}  {row['error_type']}: {row['error']}  (log: {row['log']})"
+    if bar is not None:
+        bar.update(1)
+        bar.set_postfix(ok=outcome.ok, failed=outcome.failed)
+        if row["status"] != "ok":
+            bar.write(line)
+    elif not quiet:
+        echo(f"[{outcome.ran}/{total}] {line} ({row.get('wall_seconds', 0):.1f} s)")
