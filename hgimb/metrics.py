@@ -42,8 +42,10 @@ def _one_vs_rest(metric, y_true: np.ndarray, scores: np.ndarray, c: int) -> Opti
 
 def classification_report(y_true: Sequence[int], prob: np.ndarray, class_names: List[str],
                           pred: Optional[Sequence[int]] = None,
-                          threshold: Optional[float] = None) -> Dict:
-    """Report for one split. ``prob``: ``[N, C]`` probabilities; ``pred`` defaults to argmax."""
+                          threshold: Optional[float] = None, minority: Optional[int] = None) -> Dict:
+    """Report for one split. ``prob``: ``[N, C]`` probabilities; ``pred`` defaults to argmax.
+    ``minority``: the class whose recall is reported as ``minority_recall`` — pass the smallest
+    *training* class (the one the imbalance hurts); default: the smallest class in this split."""
     y_true = np.asarray(y_true, dtype=np.int64)
     prob = np.asarray(prob, dtype=np.float64)
     num_classes = len(class_names)
@@ -88,7 +90,7 @@ def classification_report(y_true: Sequence[int], prob: np.ndarray, class_names: 
         report["pr_auc"] = pr_auc[1]
         report["roc_auc"] = roc_auc[1]
         report["threshold"] = 0.5 if threshold is None else float(threshold)
-    minority = minority_class(support)
+    minority = minority_class(support) if minority is None else int(minority)
     report["minority_class"] = class_names[minority]
     report["minority_recall"] = _clean(recall[minority])
     return report

@@ -80,3 +80,10 @@ def test_minority_class_and_format():
     y = np.array([0, 1, 1])
     text = format_report(classification_report(y, one_hot_probs(y, 2), ["x", "y"]), title="test:")
     assert "macro_f1=1.0000" in text and "x" in text
+
+
+def test_minority_recall_follows_the_given_training_minority():
+    y = np.array([0, 0, 1, 1, 1, 2, 2, 2])
+    pred = np.array([0, 1, 1, 1, 1, 2, 2, 2])
+    report = classification_report(y, one_hot_probs(pred, 3), ["a", "b", "c"], minority=0)
+    assert report["minority_class"] == "a" and report["minority_recall"] == pytest.approx(0.5)

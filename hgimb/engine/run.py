@@ -23,7 +23,7 @@ from ..config import RunConfig
 from ..data import dataset_loader, data_root
 from ..data.task import Task
 from ..errors import HgimbError
-from ..metrics import classification_report
+from ..metrics import classification_report, minority_class
 from .trainer import Trainer, TrainOutcome
 
 # RunConfig fields a loader receives when its signature names them (crystal graph options).
@@ -75,6 +75,7 @@ def build_reports(task: Task, outcome: TrainOutcome) -> Dict[str, Dict]:
     items = outcome.items.numpy()
     threshold = _binary_threshold(outcome) if task.is_binary else None
     item_type = task.item_type().numpy()
+    minority = minority_class(task.train_class_counts().numpy())
     reports = {}
     offset = 0
     for part in ("train", "val", "test"):
@@ -84,12 +85,13 @@ def build_reports(task: Task, outcome: TrainOutcome) -> Dict[str, Dict]:
         if part == "train":
             continue
         y = task.y[items[rows]].numpy()
-        report = classification_report(y, probs[rows], task.class_names, pred=pred[rows], threshold=threshold)
+        report = classification_report(y, probs[rows], task.class_names, pred=pred[rows], threshold=threshold,
+                                       minority=minority)
         if len(task.target_types) > 1:
             types = item_type[items[rows]]
             report["per_node_type"] = {
                 node_type: classification_report(y[types == k], probs[rows][types == k], task.class_names,
-                                                 pred=pred[rows][types == k], threshold=threshold)
+                                                 pred=pred[rows][types == k], threshold=threshold, minority=minority)
                 for k, node_type in enumerate(task.target_types)
             }
         reports[part] = report
