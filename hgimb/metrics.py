@@ -93,6 +93,8 @@ def classification_report(y_true: Sequence[int], prob: np.ndarray, class_names: 
     minority = minority_class(support) if minority is None else int(minority)
     report["minority_class"] = class_names[minority]
     report["minority_recall"] = _clean(recall[minority])
+    report["minority_precision"] = _clean(precision[minority])
+    report["minority_f1"] = _clean(f1[minority])
     return report
 
 

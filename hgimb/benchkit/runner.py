@@ -42,7 +42,7 @@ from ..metrics import HEADLINE
 from .grid import run_id, run_name
 from .store import STORE_NAME, ResultStore, latest_rows, read_rows
 
-METRIC_KEYS = tuple(HEADLINE) + ("minority_recall", "pr_auc", "roc_auc")
+METRIC_KEYS = tuple(HEADLINE) + ("minority_recall", "minority_precision", "minority_f1", "pr_auc", "roc_auc")
 RUN_KEYS = ("num_classes", "train_class_counts", "best_epoch", "epochs_run", "seconds_per_epoch",
             "train_seconds", "folds")
 RAY_HINT = "pip install 'ray[default]'"

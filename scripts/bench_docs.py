@@ -1,0 +1,158 @@
+"""Run a benchmark grid and write its table into README.md / BENCHMARKS.md.
+
+    python scripts/bench_docs.py foundation   # configs/bench/foundation.yaml   -> README.md
+    python scripts/bench_docs.py remedies     # configs/bench/remedies.yaml     -> BENCHMARKS.md
+    python scripts/bench_docs.py crystal      # configs/bench/crystal-tc600.yaml -> BENCHMARKS.md
+    python scripts/bench_docs.py crystal --report-only   # rewrite the table from the results store
+
+Runs go through the same resumable runner as ``python -m hgimb.bench`` (finished runs are
+skipped), so an interrupted benchmark continues where it stopped. Tables replace the text
+between ``<!-- table:NAME -->`` and ``<!-- /table:NAME -->`` markers.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from hgimb.benchkit import expand, load_grid, load_results, run_grid  # noqa: E402
+
+SECTIONS = {
+    "foundation": ("configs/bench/foundation.yaml", "README.md"),
+    "remedies": ("configs/bench/remedies.yaml", "BENCHMARKS.md"),
+    "crystal": ("configs/bench/crystal-tc600.yaml", "BENCHMARKS.md"),
+}
+
+
+def mean_std(values: pd.Series, digits: int = 3, scale: float = 1.0) -> str:
+    values = values.dropna().astype(float) * scale
+    if values.empty:
+        return "-"
+    std = values.std(ddof=1) if len(values) > 1 else 0.0
+    return f"{values.mean():.{digits}f} ± {std:.{digits}f}"
+
+
+def machine() -> str:
+    import torch
+
+    return (f"{os.cpu_count()} CPU cores ({platform.machine()}), torch {torch.__version__}, "
+            f"Python {platform.python_version()}")
+
+
+def pr_auc_column(frame: pd.DataFrame) -> pd.Series:
+    binary = frame["num_classes"] == 2
+    return frame["test_pr_auc"].where(binary, frame["test_pr_auc_macro"]) if "test_pr_auc" in frame else frame["test_pr_auc_macro"]
+
+
+def table(frame: pd.DataFrame, keys, columns) -> str:
+    """Markdown: one row per group of ``keys``; ``columns`` = [(title, function(rows) -> str)]."""
+    lines = ["| " + " | ".join([k[0] for k in keys] + [c[0] for c in columns]) + " |",
+             "|" + "---|" * (len(keys) + len(columns))]
+    for group, rows in frame.groupby([k[1] for k in keys], sort=False):
+        group = group if isinstance(group, tuple) else (group,)
+        cells = [str(g) for g in group] + [fn(rows) for _, fn in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def foundation(frame: pd.DataFrame) -> str:
+    frame = frame.assign(setting=frame["imbalance_ratio"].map(
+        lambda r: "official split" if r == 1 else f"imbalance ratio {r:g} (long-tail)"))
+    frame = frame.sort_values(["imbalance_ratio", "model"], kind="stable")
+    body = table(frame, [("Freebase", "setting"), ("model", "model"), ("remedy", "remedy")], [
+        ("test macro-F1", lambda r: mean_std(r["test_macro_f1"], 2, 100)),
+        ("test micro-F1", lambda r: mean_std(r["test_micro_f1"], 2, 100)),
+        ("test PR-AUC (macro)", lambda r: mean_std(r["test_pr_auc_macro"], 3)),
+        ("minority recall", lambda r: mean_std(r["test_minority_recall"], 3)),
+        ("s/epoch", lambda r: mean_std(r["seconds_per_epoch"], 3)),
+        ("n", lambda r: str(len(r))),
+    ])
+    return body
+
+
+def remedies(frame: pd.DataFrame) -> str:
+    parts = []
+    for dataset, rows in frame.groupby("dataset", sort=False):
+        ratio = rows["imbalance_ratio"].iloc[0]
+        base = rows[rows["remedy"] == "none"].set_index("seed")["test_macro_f1"]
+        def gain(r):
+            paired = r.set_index("seed")["test_macro_f1"].sub(base).dropna() * 100
+            return "-" if r["remedy"].iloc[0] == "none" or paired.empty else f"{paired.mean():+.2f}"
+        order = rows.groupby("remedy")["test_macro_f1"].mean().sort_values(ascending=False).index
+        rows = rows.set_index("remedy").loc[order].reset_index()
+        parts.append(f"**{dataset}, RGCN, imbalance ratio {ratio:g}** (train class counts "
+                     f"{rows['train_class_counts'].iloc[0]}), sorted by macro-F1:\n")
+        parts.append(table(rows, [("remedy", "remedy")], [
+            ("macro-F1", lambda r: mean_std(r["test_macro_f1"], 2, 100)),
+            ("Δ vs none", gain),
+            ("balanced acc.", lambda r: mean_std(r["test_balanced_accuracy"], 2, 100)),
+            ("minority recall", lambda r: mean_std(r["test_minority_recall"], 3)),
+            ("PR-AUC (macro)", lambda r: mean_std(r["test_pr_auc_macro"], 3)),
+            ("n", lambda r: str(len(r))),
+        ]))
+        parts.append("")
+    return "\n".join(parts)
+
+
+def crystal(frame: pd.DataFrame) -> str:
+    frame = frame.assign(pr=pr_auc_column(frame))
+    return table(frame, [("remedy", "remedy")], [
+        ("PR-AUC", lambda r: mean_std(r["pr"], 3)),
+        ("ROC-AUC", lambda r: mean_std(r["test_roc_auc"], 3)),
+        ("F1 (positive)", lambda r: mean_std(r["test_minority_f1"], 3)),
+        ("recall (positive)", lambda r: mean_std(r["test_minority_recall"], 3)),
+        ("macro-F1", lambda r: mean_std(r["test_macro_f1"], 3)),
+        ("s/epoch", lambda r: mean_std(r["seconds_per_epoch"], 2)),
+        ("n", lambda r: str(len(r))),
+    ])
+
+
+RENDER = {"foundation": foundation, "remedies": remedies, "crystal": crystal}
+
+
+def replace_section(doc: Path, name: str, text: str) -> None:
+    content = doc.read_text() if doc.exists() else f"# Benchmarks\n"
+    start, end = f"<!-- table:{name} -->", f"<!-- /table:{name} -->"
+    block = f"{start}\n{text}\n{end}"
+    if start in content:
+        content = re.sub(re.escape(start) + r".*?" + re.escape(end), lambda _: block, content, flags=re.S)
+    else:
+        content = content.rstrip("\n") + f"\n\n{block}\n"
+    doc.write_text(content)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("section", choices=sorted(SECTIONS))
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args()
+    grid_path, doc = SECTIONS[args.section]
+    grid = load_grid(ROOT / grid_path)
+    out = ROOT / (grid.out or f"bench/{args.section}")
+    if not args.report_only:
+        run_grid(expand(grid), out, workers=args.workers, quiet=True)
+    frame = load_results(out)
+    frame = frame[frame["status"] == "ok"]
+    text = RENDER[args.section](frame)
+    seeds = sorted(frame["seed"].unique().tolist())
+    text += (f"\n\n_Measured with `python scripts/bench_docs.py {args.section}` (grid `{grid_path}`), "
+             f"seeds {seeds}, on {machine()}; mean ± sample std over seeds; "
+             f"{len(frame)} runs. Seconds per epoch include one validation pass and were measured with "
+             f"{args.workers or 'one per core'} worker processes sharing the machine._")
+    replace_section(ROOT / doc, args.section, text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
