@@ -54,25 +54,42 @@ def test_same_seed_same_metrics(tmp_path):
     assert a["test"] != c["test"]
 
 
+SYNTH = ["--dataset-option", "num_movies=300"]
+
+
 @pytest.mark.parametrize("args,message", [
     (["--dataset", "nosuch"], "unknown dataset 'nosuch'"),
-    (["--model", "rgcm"], "unknown model 'rgcm'"),
-    (["--remedy", "focall"], "unknown remedy 'focall'"),
-    (["--imbalance-ratio", "0.5"], "imbalance-ratio must be >= 1"),
+    (["--model", "rgcm"] + SYNTH, "unknown model 'rgcm'"),
+    (["--remedy", "focall"] + SYNTH, "unknown remedy 'focall'"),
+    (["--imbalance-ratio", "0.5"] + SYNTH, "imbalance-ratio must be >= 1"),
     (["--epochs", "ten"], "--epochs expects int"),
     (["--dataset", "freebase", "--data-root", "/nonexistent/root"], "/nonexistent/root"),
-    (["--remedy", "pos-weight"], "binary"),
-    (["--remedy", "focal+ldam"], "combine at most one"),
-    (["--remedy-param", "gamma=2"], "not used by remedy"),
+    (["--remedy", "pos-weight"] + SYNTH, "binary"),
+    (["--remedy", "focal+ldam"] + SYNTH, "combine at most one"),
+    (["--remedy-param", "gamma=2"] + SYNTH, "not used by remedy"),
+    (["--dataset", "freebase", "--dataset-option", "num_movies=3"], "unknown option(s) num_movies"),
+    (["--model", "cgcnn"] + SYNTH, "does not handle node tasks"),
 ])
-def test_bad_input_exits_2_with_one_line(tmp_path, args, message):
+def test_bad_input_exits_2_with_one_line(tmp_path, capsys, args, message):
+    from hgimb.train import main
+
     out = tmp_path / "run"
-    proc = cli("--dataset-option", "num_movies=300", "--epochs", "2", "--quiet", "--out", str(out), *args)
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], proc.stderr
-    assert "Traceback" not in proc.stderr
+    try:
+        code = main(["--epochs", "2", "--quiet", "--out", str(out), *args])
+    except SystemExit as exc:  # argparse usage errors
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], err
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_bad_input_from_the_shell_exits_2(tmp_path):
+    proc = cli("--dataset", "nosuch", "--out", str(tmp_path / "r"))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: unknown dataset 'nosuch'") and "Traceback" not in proc.stderr
+    assert not (tmp_path / "r").exists()
 
 
 def test_cli_prints_table_and_writes_run(tmp_path):

@@ -376,7 +376,9 @@ def run_grid(configs: List[RunConfig], out: str | Path, *, workers: Optional[int
                               skipped_failed=sum(p.state == "failed" for p in planned))
         cores = available_cores()
         workers = max(1, min(workers or cores, len(todo) or 1))
-        threads = max(1, cores // workers)
+        # HGIMB_THREADS caps torch threads per run (e.g. 1 on a machine shared with other jobs,
+        # where oversubscribed torch threads slow training down several-fold)
+        threads = int(os.environ.get("HGIMB_THREADS") or max(1, cores // workers))
         if backend == "ray":
             rows = _ray_rows(todo, threads)
         elif workers == 1:
