@@ -135,16 +135,28 @@ def main() -> int:
     parser.add_argument("section", choices=sorted(SECTIONS))
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--seeds", help="run only these seeds now (e.g. 0-2); the table reports every stored run")
     args = parser.parse_args()
     grid_path, doc = SECTIONS[args.section]
     grid = load_grid(ROOT / grid_path)
     out = ROOT / (grid.out or f"bench/{args.section}")
     if not args.report_only:
-        run_grid(expand(grid), out, workers=args.workers, quiet=True)
+        configs = expand(grid)
+        if args.seeds:
+            from hgimb.benchkit import parse_seeds
+
+            wanted = set(parse_seeds(args.seeds))
+            configs = [c for c in configs if c.seed in wanted]
+        run_grid(configs, out, workers=args.workers, quiet=True)
     frame = load_results(out)
     frame = frame[frame["status"] == "ok"]
     text = RENDER[args.section](frame)
     seeds = sorted(frame["seed"].unique().tolist())
+    planned = len(expand(grid))
+    if len(frame) < planned:
+        text += (f"\n\n**Incomplete:** {len(frame)} of the grid's {planned} runs are in the store; "
+                 f"rerun the command to finish the rest (finished runs are skipped). The n column "
+                 f"gives the seeds behind each mean.")
     text += (f"\n\n_Measured with `python scripts/bench_docs.py {args.section}` (grid `{grid_path}`), "
              f"seeds {seeds}, on {machine()}; mean ± sample std over seeds; "
              f"{len(frame)} runs. Seconds per epoch include one validation pass and were measured with "
