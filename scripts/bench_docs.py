@@ -159,8 +159,9 @@ def main() -> int:
                  f"gives the seeds behind each mean.")
     text += (f"\n\n_Measured with `python scripts/bench_docs.py {args.section}` (grid `{grid_path}`), "
              f"seeds {seeds}, on {machine()}; mean ± sample std over seeds; "
-             f"{len(frame)} runs. Seconds per epoch include one validation pass and were measured with "
-             f"{args.workers or 'one per core'} worker processes sharing the machine._")
+             f"{len(frame)} runs. Seconds per epoch include one validation pass; these runs shared the "
+             f"two cores with other jobs (one torch thread each), so they overstate the cost of an epoch "
+             f"on an idle machine._")
     replace_section(ROOT / doc, args.section, text)
     print(text)
     return 0
