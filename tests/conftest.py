@@ -3,6 +3,11 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
+
+# Tests run on tiny graphs, where a second OpenMP thread costs more than it gives (and on a
+# shared machine busy-waits); benchmarks and the CLIs keep torch's default.
+torch.set_num_threads(1)
 
 
 def _data_root() -> Path:

@@ -12,7 +12,7 @@ from hgimb.data.task import Task
 from hgimb.errors import HgimbError
 from hgimb.models import ModelConfig, build_model
 from hgimb.models.registry import model_kinds
-from hgimb.models.rgcn import RGCN, HeteroRGCNConv
+from hgimb.models.rgcn import HeteroRGCNConv
 from hgimb.models.sparse import FixedAdjacency, GraphCache, dropout, edge_norm, spmm, spmm_add
 
 MODELS = ("rgcn", "gat", "mlp")

@@ -1,7 +1,5 @@
 """Heterogeneous model zoo (simple-hgn, hgt, han, metapath2vec), homogeneous baselines (gcn,
 sage), metapath parsing and the metapath walker, on tiny graphs built here."""
-import copy
-
 import numpy as np
 import pytest
 import torch

@@ -43,9 +43,16 @@ class GraphModel(nn.Module):
         return self.head(self.encode(inputs))
 
     def reset_parameters(self) -> None:
-        for module in self.modules():
-            if module is not self and hasattr(module, "reset_parameters"):
-                module.reset_parameters()
+        # Top-down: a module with its own reset_parameters resets its whole subtree (so
+        # HeteroInput's xavier init is not overwritten by nn.Embedding's N(0, 1) afterwards).
+        def reset(module):
+            for child in module.children():
+                if hasattr(child, "reset_parameters"):
+                    child.reset_parameters()
+                else:
+                    reset(child)
+
+        reset(self)
 
 
 def seed_count(data, node_type: str) -> int:
