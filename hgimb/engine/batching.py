@@ -69,5 +69,10 @@ def batching_for(task, cfg) -> str:
     if task.kind == "graph":
         return "graph-batches"
     if cfg.batch_size:
+        if "neighbor-sampling" not in BATCHING:
+            from ..errors import HgimbError
+
+            raise HgimbError("--batch-size on node tasks (mini-batch neighbour sampling) is not implemented yet; "
+                             "drop --batch-size to train full-batch")
         return "neighbor-sampling"
     return "full-graph"
