@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: venv
-	$(BIN)/python -m hgimb.train --dataset synthetic --model rgcn --remedy weighted --epochs 100 --out runs/demo
+	$(BIN)/python -m hgimb.train --dataset synthetic --model rgcn --remedy weighted --epochs 60 --patience 20 --out runs/demo
 
 test: venv
 	$(BIN)/python -m pytest tests
