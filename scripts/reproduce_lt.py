@@ -190,16 +190,11 @@ def render(frame: pd.DataFrame, settings: List[str], remedies: List[str], skippe
 
 
 def replace_section(doc: Path, name: str, text: str) -> None:
-    """Replace the text between ``<!-- table:NAME -->`` and ``<!-- /table:NAME -->`` (appended at the
-    end of the file when absent); nothing else in the file changes."""
-    content = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    start, end = f"<!-- table:{name} -->", f"<!-- /table:{name} -->"
-    block = f"{start}\n{text}\n{end}"
-    if start in content:
-        content = re.sub(re.escape(start) + r".*?" + re.escape(end), lambda _: block, content, flags=re.S)
-    else:
-        content = content.rstrip("\n") + f"\n\n{block}\n"
-    doc.write_text(content)
+    """Replace the text between the table markers (one implementation: scripts/bench_docs.py)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_docs import replace_section as _replace
+
+    _replace(doc, name, text)
 
 
 def main(argv=None) -> int:
