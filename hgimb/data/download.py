@@ -141,8 +141,9 @@ def _looks_like_hgb_zip(path: Path) -> bool:
 
 # ---------------------------------------------------------------------------- loader options
 def loader_options(dataset: str, options: dict, defaults: dict) -> dict:
-    """Check a file loader's ``**options`` against ``defaults`` (all boolean here: ``cache``,
-    ``download``) and return the merged values; unknown names or non-boolean values raise."""
+    """Check a file loader's ``**options`` against ``defaults`` (booleans such as ``cache`` and
+    ``download``; string-valued ones such as HGB's ``node_features``) and return the merged
+    values; unknown names or non-boolean values for boolean options raise."""
     unknown = sorted(set(options) - set(defaults))
     if unknown:
         raise HgimbError(
@@ -150,7 +151,8 @@ def loader_options(dataset: str, options: dict, defaults: dict) -> dict:
         )
     merged = dict(defaults)
     for key, value in options.items():
-        merged[key] = _as_bool(dataset, key, value)
+        # boolean switches are parsed; a string-valued option is checked by its loader
+        merged[key] = str(value).strip().lower() if isinstance(defaults[key], str) else _as_bool(dataset, key, value)
     return merged
 
 

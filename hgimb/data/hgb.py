@@ -549,13 +549,37 @@ def normalize_count_features(data) -> list:
     return changed
 
 
-def load_hgb_task(path: str | os.PathLike, name: str, cache: bool = True) -> Task:
+# Which node types keep their node.dat features (HGB's --feats-type): ``all`` (0), ``target``
+# (2: the labelled type's features, learnable id embeddings for the others — HGB's setting for
+# Simple-HGN on ACM) or ``none`` (3: id embeddings everywhere).
+NODE_FEATURES = ("all", "target", "none")
+
+
+def select_node_features(data, target: str, node_features: str = "all") -> list:
+    """Drop ``x`` from the node types ``node_features`` excludes; returns the types that lost it."""
+    if node_features not in NODE_FEATURES:
+        raise HgimbError(f"dataset option node_features='{node_features}' is not one of {', '.join(NODE_FEATURES)} "
+                         f"(e.g. --dataset-option node_features=target)")
+    dropped = []
+    for node_type in data.node_types:
+        keep = node_features == "all" or (node_features == "target" and node_type == target)
+        if not keep and getattr(data[node_type], "x", None) is not None:
+            num_nodes = int(data[node_type].num_nodes)
+            del data[node_type].x
+            data[node_type].num_nodes = num_nodes
+            dropped.append(node_type)
+    return dropped
+
+
+def load_hgb_task(path: str | os.PathLike, name: str, cache: bool = True, node_features: str = "all") -> Task:
     """An HGB dataset as a node Task on its labelled type, with the official split
     (train = label.dat, val empty, test = label.dat.test; the split module carves val from train).
-    Non-negative (count) node features are row-normalised (see :func:`normalize_count_features`)."""
+    Non-negative (count) node features are row-normalised (see :func:`normalize_count_features`);
+    ``node_features`` picks which types keep features (:data:`NODE_FEATURES`)."""
     data, info = read_hgb(path, cache=cache)
-    normalized = normalize_count_features(data)
     target = info.target_type
+    dropped = select_node_features(data, target, node_features)
+    normalized = normalize_count_features(data)
     y = torch.full((int(data[target].num_nodes),), -1, dtype=torch.long)
     y[torch.from_numpy(info.train_index)] = torch.from_numpy(info.train_y)
     y[torch.from_numpy(info.test_index)] = torch.from_numpy(info.test_y)
@@ -573,6 +597,8 @@ def load_hgb_task(path: str | os.PathLike, name: str, cache: bool = True) -> Tas
         "num_edges": {"__".join(e): int(data[e].edge_index.shape[1]) for e in data.edge_types},
         "feature_dims": dict(info.feature_dims),
         "normalized_features": normalized,
+        "node_features": node_features,
+        "features_dropped": dropped,
         "hgb_node_types": dict(info.node_types),
         "hgb_edge_types": dict(info.edge_types),
     }
@@ -581,7 +607,7 @@ def load_hgb_task(path: str | os.PathLike, name: str, cache: bool = True) -> Tas
 
 
 # ============================================================================ registry
-_OPTIONS = {"cache": True, "download": False}
+_OPTIONS = {"cache": True, "download": False, "node_features": "all"}
 
 
 def _named_loader(name: str):
@@ -596,7 +622,7 @@ def _named_loader(name: str):
             found = download(name, Path(root).expanduser())
         if found is None:
             raise missing_data_error(name, candidates)
-        return load_hgb_task(found, name, cache=opts["cache"])
+        return load_hgb_task(found, name, cache=opts["cache"], node_features=opts["node_features"])
 
     loader.__name__ = f"load_{name}"
     loader.__doc__ = f"HGB {folder} (HGB format, <root>/hgb/{folder}/ or {folder}.zip)"
@@ -611,11 +637,11 @@ for _name in HGB_DRIVE_IDS:
 @PREFIXES.register("hgb", "any HGB-format folder or zip: hgb:<path> (node.dat, link.dat, label.dat[, label.dat.test, info.dat])")
 def load_hgb_path(root, path: str, **options) -> Task:
     """``hgb:<path>``: a relative path is tried from the working directory, then from the data root."""
-    opts = loader_options(f"hgb:{path}", options, {"cache": True})
+    opts = loader_options(f"hgb:{path}", options, {"cache": True, "node_features": "all"})
     where = Path(path).expanduser()
     if not where.exists() and not where.is_absolute() and (Path(root).expanduser() / where).exists():
         where = Path(root).expanduser() / where
     if not where.exists():
         raise HgimbError(f"hgb:{path}: {where} not found (also not under the data root {root}); give a folder "
                          f"holding node.dat, link.dat and label.dat, or a zip of one")
-    return load_hgb_task(where, f"hgb:{path}", cache=opts["cache"])
+    return load_hgb_task(where, f"hgb:{path}", cache=opts["cache"], node_features=opts["node_features"])

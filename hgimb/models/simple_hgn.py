@@ -37,8 +37,9 @@ from .registry import register_model
 
 # Published HGB settings (Lv et al. 2021; THUDM/HGB NC/benchmark/methods/baseline/run_new.py
 # defaults and README commands). ``layers`` counts the multi-head layers before the output layer
-# (HGB's --num-layers); ``features`` records HGB's --feats-type (ACM 2: paper features + ids for
-# other types, Freebase 3: ids everywhere — both what HeteroInput does).
+# (HGB's --num-layers). HGB's --feats-type maps to the HGB loader's ``node_features`` dataset
+# option (ACM 2 = ``target``: paper features, id embeddings for the other types; Freebase has no
+# features, so 3 = ids everywhere is what HeteroInput does anyway); see configs/hgb/.
 HGB_DEFAULTS: Dict[str, Dict] = {
     "_all": dict(hidden=64, heads=8, layers=2, dropout=0.5, lr=5e-4, weight_decay=1e-4,
                  edge_dim=64, negative_slope=0.05, beta=0.05, epochs=300, patience=30),

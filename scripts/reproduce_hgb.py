@@ -1,0 +1,123 @@
+"""Reproduce the HGB node-classification baselines (Lv et al., KDD 2021) on the official split.
+
+    python scripts/reproduce_hgb.py                      # ACM + Freebase, 6 models, seeds 0-4
+    python scripts/reproduce_hgb.py --datasets acm --models rgcn,simple-hgn --seeds 0-1
+    python scripts/reproduce_hgb.py --report-only        # rewrite the table from the store
+
+Each (dataset, model) pair trains with ``configs/hgb/<dataset>-<model>.yaml`` (the HGB paper's or
+repository's settings where published); every run goes through the resumable bench runner
+(store ``bench/hgb``), so an interrupted reproduction continues where it stopped. The table
+(test macro-F1 / micro-F1, mean ± sample std over seeds, seconds per epoch) goes into
+BENCHMARKS.md between ``<!-- table:hgb -->`` markers, beside the published ACM numbers
+(HGB Table 3 as reproduced in ANCHORS.md).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from bench_docs import machine, mean_std, replace_section  # noqa: E402
+from hgimb.benchkit import load_results, parse_seeds, run_grid, run_id  # noqa: E402
+from hgimb.config import RunConfig  # noqa: E402
+
+DATASETS = ("acm", "freebase")
+MODELS = ("rgcn", "gat", "simple-hgn", "hgt", "han", "mlp")
+STORE = ROOT / "bench" / "hgb"
+# HGB (Lv et al., KDD 2021) Table 3, ACM, macro-F1 / micro-F1 (mean ± std of 5 seeds), as
+# reproduced in LMSPS (NeurIPS 2024) Table 1 — see ANCHORS.md. HGB has no MLP row.
+PUBLISHED_ACM = {
+    "rgcn": ((91.55, 0.74), (91.41, 0.75)),
+    "han": ((90.89, 0.43), (90.79, 0.43)),
+    "gat": ((92.26, 0.94), (92.19, 0.93)),
+    "hgt": ((91.12, 0.76), (91.00, 0.76)),
+    "simple-hgn": ((93.42, 0.44), (93.35, 0.45)),
+}
+
+
+def config_path(dataset: str, model: str) -> Path:
+    return ROOT / "configs" / "hgb" / f"{dataset}-{model}.yaml"
+
+
+def configs_for(datasets, models, seeds):
+    configs = []
+    for dataset in datasets:
+        for model in models:
+            base = RunConfig.from_yaml(config_path(dataset, model))
+            configs += [base.replace(seed=seed) for seed in seeds]
+    return configs
+
+
+def published(model: str):
+    if model not in PUBLISHED_ACM:
+        return "-", "-", None
+    (mac, mac_sd), (mic, mic_sd) = PUBLISHED_ACM[model]
+    return f"{mac:.2f} ± {mac_sd:.2f}", f"{mic:.2f} ± {mic_sd:.2f}", mac
+
+
+def render(frame: pd.DataFrame) -> str:
+    lines = []
+    for dataset in [d for d in DATASETS if d in set(frame["dataset"])]:
+        rows = frame[frame["dataset"] == dataset]
+        acm = dataset == "acm"
+        header = ["model", "macro-F1", "micro-F1"]
+        if acm:
+            header += ["HGB macro-F1", "HGB micro-F1", "Δ macro-F1"]
+        header += ["s/epoch", "epochs run", "n"]
+        lines += [f"**{dataset}** (official HGB split; train class counts "
+                  f"{rows['train_class_counts'].iloc[0]})\n",
+                  "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for model in [m for m in MODELS if m in set(rows["model"])]:
+            r = rows[rows["model"] == model]
+            cells = [model, mean_std(r["test_macro_f1"], 2, 100), mean_std(r["test_micro_f1"], 2, 100)]
+            if acm:
+                pub_mac, pub_mic, pub_value = published(model)
+                delta = "-" if pub_value is None else f"{r['test_macro_f1'].mean() * 100 - pub_value:+.2f}"
+                cells += [pub_mac, pub_mic, delta]
+            cells += [mean_std(r["seconds_per_epoch"], 3), f"{r['epochs_run'].mean():.0f}", str(len(r))]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", default=",".join(DATASETS))
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--seeds", default="0-4")
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--no-write", action="store_true", help="print the table, leave BENCHMARKS.md alone")
+    args = parser.parse_args()
+    datasets = [d for d in args.datasets.split(",") if d]
+    models = [m for m in args.models.split(",") if m]
+    unknown = [f"{d}-{m}" for d in datasets for m in models if not config_path(d, m).is_file()]
+    if unknown:
+        print(f"error: no configs/hgb/<dataset>-<model>.yaml for {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    if not args.report_only:
+        run_grid(configs_for(datasets, models, parse_seeds(args.seeds)), STORE, workers=args.workers, quiet=True)
+    frame = load_results(STORE)
+    frame = frame[frame["status"] == "ok"]
+    # only runs of the current config files (editing a config makes new runs, old rows drop out)
+    current = {run_id(c) for c in configs_for(DATASETS, MODELS, sorted(set(frame["seed"])))}
+    frame = frame[frame["run_id"].isin(current)]
+    text = render(frame)
+    seeds = sorted(frame["seed"].unique().tolist())
+    text += (f"\n_Measured with `python scripts/reproduce_hgb.py` (configs `configs/hgb/*.yaml`), seeds {seeds}, "
+             f"on {machine()}, one torch thread per run, two runs at a time; mean ± sample std over seeds; "
+             f"{len(frame)} runs. Seconds per epoch include one validation pass._")
+    print(text)
+    if not args.no_write:
+        replace_section(ROOT / "BENCHMARKS.md", "hgb", text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
