@@ -24,7 +24,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hgimb.benchkit import expand, load_grid, load_results, run_grid  # noqa: E402
+from hgimb.benchkit import expand, load_grid, load_results, run_grid, run_id  # noqa: E402
 
 SECTIONS = {
     "foundation": ("configs/bench/foundation.yaml", "README.md"),
@@ -149,7 +149,10 @@ def main() -> int:
             configs = [c for c in configs if c.seed in wanted]
         run_grid(configs, out, workers=args.workers, quiet=True)
     frame = load_results(out)
-    frame = frame[frame["status"] == "ok"]
+    # only runs of the grid as it is now: editing the grid file makes new runs, and rows of the
+    # old settings left in the store must not mix into the table
+    current = {run_id(c) for c in expand(grid)}
+    frame = frame[(frame["status"] == "ok") & frame["run_id"].isin(current)]
     text = RENDER[args.section](frame)
     seeds = sorted(frame["seed"].unique().tolist())
     planned = len(expand(grid))
