@@ -6,6 +6,7 @@ turn the results into a leaderboard.
         --out bench/x [--workers N] [--epochs 100 ...any train flag, fixed for every run]
     python -m hgimb.bench run --grid configs/bench/smoke.yaml [--out bench/smoke]
     python -m hgimb.bench --datasets ...            (no subcommand: run)
+    python -m hgimb.bench run --grid ... --backend ray [--address auto|ray://host:port]   (docs/cluster.md)
     python -m hgimb.bench report bench/x [--metric macro_f1] [--split test]
 
 The library is :mod:`hgimb.benchkit` (grid, runner, store, report).
@@ -25,6 +26,7 @@ EXAMPLES = """examples:
   python -m hgimb.bench run --datasets freebase,acm --models rgcn,gat --remedies none,weighted,focal \\
       --seeds 0-4 --imbalance-ratio 1,10,100 --epochs 200 --out bench/x --workers 4
   python -m hgimb.bench run --grid configs/bench/smoke.yaml
+  python -m hgimb.bench run --grid configs/bench/smoke.yaml --backend ray --address auto   (docs/cluster.md)
   python -m hgimb.bench --datasets synthetic --out bench/s     (no subcommand: run)
   python -m hgimb.bench report bench/x --metric macro_f1 --split test
 
@@ -64,9 +66,15 @@ def build_parser() -> ArgumentParser:
                          help=AXIS_HELP[name])
     run.add_argument("--out", help="bench directory: results.jsonl, logs/, runs/, leaderboard.* "
                                    "(default: the grid's 'out', else bench/<grid name>)")
-    run.add_argument("--workers", type=int, default=None, help="parallel runs (default: one per core; 1 runs in this process)")
+    run.add_argument("--workers", type=int, default=None,
+                     help="parallel runs (default: one per core; 1 runs in this process); with --backend ray, "
+                          "the most runs submitted at once (default: all, Ray runs as many as the cluster's CPUs allow)")
     run.add_argument("--backend", choices=("local", "ray"), default="local",
-                     help="local worker processes, or one ray.remote task per run (needs Ray)")
+                     help="local worker processes, or one Ray task per run (pip install 'hgimb[ray]'; "
+                          "docs/cluster.md)")
+    run.add_argument("--address", default=None,
+                     help="with --backend ray: 'auto' (the cluster of 'ray start --head' on this machine) or "
+                          "ray://host:port (Ray client); default: start a local Ray instance")
     run.add_argument("--retry-failed", action="store_true", help="rerun runs recorded with an error")
     run.add_argument("--save-runs", action="store_true", help="also write each run directory under <out>/runs/<name>")
     run.add_argument("--dry-run", action="store_true", help="list the runs and their state; run nothing")
@@ -119,6 +127,8 @@ def grid_from_args(args: argparse.Namespace):
 def cmd_run(args: argparse.Namespace) -> int:
     from .benchkit.grid import expand
 
+    if args.address is not None and args.backend != "ray":
+        raise HgimbError(f"--address {args.address} applies to --backend ray only")
     grid = grid_from_args(args)
     configs = expand(grid)  # validates every name and value before anything starts
     if args.workers is not None and args.workers < 1:
@@ -136,7 +146,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .benchkit.runner import run_grid
 
     outcome = run_grid(configs, grid.out, workers=args.workers, retry_failed=args.retry_failed,
-                       save_runs=args.save_runs, quiet=args.quiet, backend=args.backend)
+                       save_runs=args.save_runs, quiet=args.quiet, backend=args.backend, address=args.address)
     skipped = outcome.skipped_done + outcome.skipped_failed
     print(f"{outcome.total} runs: {outcome.ran} ran ({outcome.ok} ok, {outcome.failed} failed), {skipped} skipped "
           f"({outcome.skipped_done} done, {outcome.skipped_failed} failed earlier"

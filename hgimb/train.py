@@ -27,7 +27,9 @@ def build_parser() -> ArgumentParser:
     import argparse
 
     parser = ArgumentParser(prog="python -m hgimb.train",
-                            description="Train a GNN on an imbalanced graph dataset and report honest metrics.",
+                            description="Train a GNN on an imbalanced graph dataset and report honest metrics. "
+                                        "Data-parallel over N processes: torchrun --nproc_per_node N -m hgimb.train "
+                                        "... (docs/cluster.md).",
                             epilog=registry_listing(), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="YAML file of RunConfig keys (configs/*.yaml); flags override it")
     add_run_config_flags(parser)
@@ -39,17 +41,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     cfg = config_from_args(args)
     from .engine import run_experiment
+    from .engine.distributed import is_main_process
     from .metrics import format_report
 
     result = run_experiment(cfg)
+    if not is_main_process():  # torchrun: rank 0 reports (and wrote the run directory)
+        return 0
     metrics = result.metrics
     if cfg.folds and cfg.folds > 1:
         print(f"{cfg.dataset} / {cfg.model} / {metrics['remedy']}: {cfg.folds}-fold test mean ± std")
         for key, stat in metrics["test"].items():
             print(f"  {key:<20} {stat['mean']:.4f} ± {stat['std']:.4f}")
     else:
+        processes = f" on {metrics['world_size']} processes" if metrics.get("world_size", 1) > 1 else ""
         print(f"{cfg.dataset} / {cfg.model} / {metrics['remedy']} / seed {cfg.seed}: best epoch {metrics['best_epoch']} "
-              f"of {metrics['epochs_run']}, {metrics['seconds_per_epoch']:.3f} s/epoch")
+              f"of {metrics['epochs_run']}, {metrics['seconds_per_epoch']:.3f} s/epoch{processes}")
         if metrics.get("posthoc"):
             print(f"post-hoc (fitted on validation): {metrics['posthoc']}")
         print(format_report(metrics["test"], title="test:"))

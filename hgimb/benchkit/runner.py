@@ -11,6 +11,15 @@ continues where it stopped.
 more workers run in a ``ProcessPoolExecutor`` over a ``forkserver`` (``spawn`` where there is
 none) context whose server has already imported torch and hgimb, each worker with
 ``cores // workers`` torch threads so that the machine is not oversubscribed.
+
+``backend="ray"`` sends each run to a Ray cluster as one remote task (``address``: ``auto``
+for a running cluster, ``ray://host:port`` for Ray client, none to start a local instance).
+The task calls the same :func:`execute` with its log and run directory in a temporary folder
+on the node that ran it, and returns the row, the log text and (``save_runs``) the run
+directory as a tar archive; this process appends the row to the store and writes the log and
+run directory where the local backend would, so resume and crash records are the same and no
+shared filesystem is needed. Each task asks Ray for ``$HGIMB_THREADS`` CPUs (default 1) and
+is not retried by Ray (a run that kills its worker is recorded as an error, as locally).
 """
 from __future__ import annotations
 
@@ -45,7 +54,7 @@ from .store import STORE_NAME, ResultStore, latest_rows, read_rows
 METRIC_KEYS = tuple(HEADLINE) + ("minority_recall", "minority_precision", "minority_f1", "pr_auc", "roc_auc")
 RUN_KEYS = ("num_classes", "train_class_counts", "best_epoch", "epochs_run", "seconds_per_epoch",
             "train_seconds", "folds")
-RAY_HINT = "pip install 'ray[default]'"
+RAY_HINT = "pip install 'hgimb[ray]'"
 
 
 def available_cores() -> int:
@@ -272,37 +281,108 @@ def _ray_module():
     try:
         import ray  # noqa: F401
     except ImportError:
-        raise HgimbError(f"--backend ray needs Ray, which is not installed; install it with {RAY_HINT}, "
-                         "or use --backend local") from None
+        raise HgimbError(f"--backend ray needs Ray, which is not installed here: {RAY_HINT} "
+                         "(or use --backend local)") from None
     return ray
 
 
-def _ray_execute(threads: int, *args) -> Dict[str, Any]:
+def _ray_execute(threads: int, config: Dict[str, Any], key: str, save: bool) -> Dict[str, Any]:
+    """The remote side: :func:`execute` in a scratch folder of the node that runs it; returns the
+    row, the log text and the run directory (a tar archive, when ``save``)."""
+    import io
+    import tarfile
+    import tempfile
+
     torch.set_num_threads(threads)
-    return execute(*args)
+    with tempfile.TemporaryDirectory(prefix=f"hgimb-{key}-") as scratch:
+        log = Path(scratch) / f"{key}.log"
+        run_dir = Path(scratch) / "run"
+        row = execute(config, key, str(log), str(run_dir) if save else None)
+        archive = None
+        if save and run_dir.is_dir():
+            buffer = io.BytesIO()
+            with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+                tar.add(run_dir, arcname=".")
+            archive = buffer.getvalue()
+        text = log.read_text(errors="replace") if log.is_file() else ""
+    return {"row": row, "log": text, "run": archive}
 
 
-def _ray_rows(items: List[PlannedRun], threads: int) -> Rows:
-    """One ``ray.remote`` task per run (on a cluster, logs land on the node that ran the run)."""
-    ray = _ray_module()
-    if not ray.is_initialized():
-        ray.init(ignore_reinit_error=True)
-    remote = ray.remote(num_cpus=threads)(_ray_execute)
-    refs = {remote.remote(threads, *item.args()): item for item in items}
+def _land_ray_result(item: PlannedRun, payload: Dict[str, Any]) -> Dict[str, Any]:
+    """Write a remote run's log and run directory where the local backend writes them; return its row."""
+    item.log.parent.mkdir(parents=True, exist_ok=True)
+    with open(item.log, "a") as handle:  # appended, as execute appends: a retried run keeps its history
+        handle.write(payload.get("log") or "")
+    archive = payload.get("run")
+    if archive and item.save_dir is not None:
+        import io
+        import tarfile
+
+        from ..engine.run import _atomic_dir
+
+        def unpack(tmp: Path) -> None:
+            with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+                options = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+                tar.extractall(tmp, **options)
+
+        _atomic_dir(item.save_dir, unpack)
+    return payload["row"]
+
+
+def _ray_failure(item: PlannedRun, exc: BaseException) -> Dict[str, Any]:
+    """The row of a task Ray could not run to its end (its worker died, the node was lost)."""
+    row = _error_row(exc, f"the Ray task failed: {one_line(exc)}; rerun with --retry-failed")
+    item.log.parent.mkdir(parents=True, exist_ok=True)
+    with open(item.log, "a") as handle:
+        handle.write(f"=== run {item.run_id} failed on Ray {_now()}: {type(exc).__name__}\n{exc}\n")
+    return row
+
+
+def _ray_connect(ray, address: Optional[str]) -> bool:
+    """Connect (or start a local instance); True when this call did, so that it shuts it down."""
+    if ray.is_initialized():
+        return False
     try:
-        while refs:
+        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+    except Exception as exc:  # ConnectionError, ValueError (bad address), ...
+        where = f"at '{address}'" if address else "(local instance)"
+        hint = "; start one with 'ray start --head' or drop --address" if address == "auto" else ""
+        raise HgimbError(f"could not connect to Ray {where}: {one_line(exc)}{hint}") from None
+    return True
+
+
+def _ray_rows(items: List[PlannedRun], threads: int, address: Optional[str] = None,
+              in_flight: Optional[int] = None) -> Rows:
+    """One ``ray.remote`` task per run, at most ``in_flight`` submitted at a time (default: all,
+    and Ray runs as many as the cluster's CPUs allow); rows in order of completion."""
+    ray = _ray_module()
+    started = _ray_connect(ray, address) if items else False
+    remote = ray.remote(num_cpus=threads, max_retries=0)(_ray_execute)
+    pending = deque(items)
+    refs: Dict[Any, PlannedRun] = {}
+    limit = in_flight or len(items)
+    try:
+        while pending or refs:
+            while pending and len(refs) < limit:
+                item = pending.popleft()
+                ref = remote.remote(threads, item.config.to_dict(), item.run_id, item.save_dir is not None)
+                refs[ref] = item
             done, _ = ray.wait(list(refs), num_returns=1)
             for ref in done:
                 item = refs.pop(ref)
                 try:
-                    row = ray.get(ref)
-                except Exception as exc:
-                    row = _error_row(exc)
-                yield item, row
+                    payload = ray.get(ref)
+                except Exception as exc:  # the task itself died (execute never raises for a failed run)
+                    yield item, _ray_failure(item, exc)
+                    continue
+                yield item, _land_ray_result(item, payload)
     finally:
-        for ref in refs:
+        for ref in refs:  # interrupted: stop what is still queued or running
             with contextlib.suppress(Exception):
                 ray.cancel(ref, force=True)
+        if started:
+            with contextlib.suppress(Exception):
+                ray.shutdown()
 
 
 # ------------------------------------------------------------------------------ the grid
@@ -357,10 +437,14 @@ def record_row(item: PlannedRun, result: Dict[str, Any], out: Path) -> Dict[str,
 
 def run_grid(configs: List[RunConfig], out: str | Path, *, workers: Optional[int] = None,
              retry_failed: bool = False, save_runs: bool = False, quiet: bool = False,
-             backend: str = "local", echo: Callable[[str], None] = print) -> GridOutcome:
-    """Run every config not yet recorded ok in ``<out>/results.jsonl``; returns the tally."""
+             backend: str = "local", address: Optional[str] = None,
+             echo: Callable[[str], None] = print) -> GridOutcome:
+    """Run every config not yet recorded ok in ``<out>/results.jsonl``; returns the tally.
+    ``backend="ray"`` runs each as a Ray task (``address``: see the module docstring)."""
     if backend not in ("local", "ray"):
         raise HgimbError(f"--backend must be 'local' or 'ray', got '{backend}'")
+    if address is not None and backend != "ray":
+        raise HgimbError(f"--address {address} applies to --backend ray only")
     if backend == "ray":
         _ray_module()
     if workers is not None and workers < 1:
@@ -375,12 +459,14 @@ def run_grid(configs: List[RunConfig], out: str | Path, *, workers: Optional[int
         outcome = GridOutcome(out, len(planned), skipped_done=sum(p.state == "done" for p in planned),
                               skipped_failed=sum(p.state == "failed" for p in planned))
         cores = available_cores()
+        requested = workers
         workers = max(1, min(workers or cores, len(todo) or 1))
         # HGIMB_THREADS caps torch threads per run (e.g. 1 on a machine shared with other jobs,
         # where oversubscribed torch threads slow training down several-fold)
         threads = int(os.environ.get("HGIMB_THREADS") or max(1, cores // workers))
         if backend == "ray":
-            rows = _ray_rows(todo, threads)
+            # one CPU per run unless HGIMB_THREADS says otherwise: Ray fills the cluster's CPUs
+            rows = _ray_rows(todo, int(os.environ.get("HGIMB_THREADS") or 1), address, in_flight=requested)
         elif workers == 1:
             rows = _inline_rows(todo, threads)
         else:

@@ -1,6 +1,7 @@
 """One run, end to end: config -> Task -> training -> report -> run directory.
 
 Everything the CLIs do is here, callable from Python: ``run_experiment(RunConfig(...))``.
+Under torchrun every rank runs this; rank 0 alone writes the run directory.
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from ..data import dataset_loader, data_root
 from ..data.task import Task
 from ..errors import HgimbError
 from ..metrics import classification_report, minority_class
-from .trainer import Trainer, TrainOutcome
+from . import distributed
+from .trainer import Trainer, TrainOutcome, resolve_device
 
 # RunConfig fields a loader receives when its signature names them (crystal graph options).
 LOADER_FIELDS = ("threshold", "radius", "max_neighbors", "gaussian_step", "skip_bad", "quiet")
@@ -105,6 +107,7 @@ def metrics_dict(task: Task, cfg: RunConfig, outcome: TrainOutcome) -> Dict[str,
         "num_classes": task.num_classes, "class_names": list(task.class_names),
         "train_class_counts": task.train_class_counts().tolist(),
         "best_epoch": outcome.best_epoch, "epochs_run": outcome.epochs_run,
+        "world_size": outcome.world_size,
         "train_seconds": round(outcome.train_seconds, 4),
         "seconds_per_epoch": round(outcome.seconds_per_epoch, 5),
         "val": reports["val"], "test": reports["test"],
@@ -124,7 +127,7 @@ class RunResult:
 
 
 def _progress(cfg: RunConfig):
-    if cfg.quiet or not sys.stderr.isatty():
+    if cfg.quiet or not sys.stderr.isatty() or not distributed.current().is_main:
         return None
     from tqdm.auto import tqdm
 
@@ -139,11 +142,13 @@ def train_task(task: Task, cfg: RunConfig) -> RunResult:
 def run_experiment(cfg: RunConfig, write: bool = True) -> RunResult:
     """Load, split, train, evaluate; write the run directory atomically when ``write``."""
     cfg.validate()
+    # torchrun: join the process group its environment describes (a no-op for one process)
+    world = distributed.init(resolve_device(cfg.device))
     if cfg.folds and cfg.folds > 1:
         return run_folds(cfg, write)
-    task = load_task(cfg)
+    task = distributed.main_first(lambda: load_task(cfg))
     result = train_task(task, cfg)
-    if write:
+    if write and world.is_main:
         result.out_dir = write_run_dir(result, cfg.out_dir())
     return result
 
@@ -152,13 +157,13 @@ def run_folds(cfg: RunConfig, write: bool = True) -> RunResult:
     """Stratified K-fold: one run per fold (``fold<k>/``) and a summary with mean ± std."""
     from ..data.splits import kfold_splits
 
-    task = load_task(cfg)
+    task = distributed.main_first(lambda: load_task(cfg))
     folds = kfold_splits(task, cfg.folds, seed=cfg.seed)
     results = [train_task(fold_task, cfg) for fold_task in folds]
     summary = summarize_folds(cfg, [r.metrics for r in results])
     last = results[-1]
     result = RunResult(cfg, last.task, last.outcome, summary, None)
-    if write:
+    if write and distributed.current().is_main:
         def extra(tmp: Path) -> None:
             for k, fold_result in enumerate(results):
                 _write_run_files(fold_result, tmp / f"fold{k}")
@@ -182,7 +187,8 @@ def summarize_folds(cfg: RunConfig, fold_metrics) -> Dict[str, Any]:
 
     first = fold_metrics[0]
     return {"dataset": cfg.dataset, "model": cfg.model, "remedy": first["remedy"], "seed": cfg.seed,
-            "folds": len(fold_metrics), "num_classes": first["num_classes"], "class_names": first["class_names"],
+            "folds": len(fold_metrics), "world_size": first.get("world_size", 1),
+            "num_classes": first["num_classes"], "class_names": first["class_names"],
             "val": stats("val"), "test": stats("test"),
             "per_fold": [{"best_epoch": m["best_epoch"], "test": {k: m["test"].get(k) for k in ("macro_f1", "pr_auc", "roc_auc", "pr_auc_macro")}} for m in fold_metrics]}
 

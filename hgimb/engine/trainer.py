@@ -5,13 +5,16 @@ each step encodes a chunk, lets the remedy ``synthesize`` in embedding space, ap
 and the remedy's ``loss``. Then a validation pass; the best epoch by ``cfg.monitor`` is kept
 (early stopping after ``cfg.patience`` epochs without improvement) and restored at the end.
 Post-hoc calibration is fitted on validation logits only, then applied to every split.
+
+Under torchrun (several processes) each rank trains on a strided shard of the epoch's items and
+the loss is taken over the gathered global batch; see :mod:`hgimb.engine.distributed`.
 """
 from __future__ import annotations
 
 import copy
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 import torch
@@ -23,6 +26,7 @@ from ..errors import HgimbError
 from ..imbalance import ComposedRemedy, RemedyContext, build_remedy
 from ..metrics import MONITOR_METRICS, quick_score
 from ..models import ModelConfig, build_model
+from . import distributed
 from .batching import BATCHING, batching_for
 
 
@@ -49,6 +53,7 @@ class TrainOutcome:
     adjusted_logits: torch.Tensor  # after post-hoc calibration
     items: torch.Tensor  # item indices the logits belong to (train, val, test)
     fitted: Dict[str, Any] = field(default_factory=dict)
+    world_size: int = 1  # training processes (torchrun); 1 = this process alone
 
     @property
     def seconds_per_epoch(self) -> float:
@@ -76,7 +81,8 @@ class Trainer:
         if cfg.monitor not in MONITOR_METRICS:
             raise HgimbError(f"--monitor '{cfg.monitor}' is not one of {', '.join(MONITOR_METRICS)}")
         self.task, self.cfg = task, cfg
-        self.device = resolve_device(cfg.device)
+        self.world = distributed.current()
+        self.device = distributed.local_device(resolve_device(cfg.device), self.world)
         self.progress = progress
         torch.manual_seed(cfg.seed)
         self.rng = torch.Generator().manual_seed(cfg.seed)
@@ -90,22 +96,31 @@ class Trainer:
         self.remedy.setup(self.ctx)
         self.model = build_model(cfg.model, task, model_config(cfg)).to(self.device)
         self.remedy.init_model(self.model)
+        if self.world.active:  # every rank seeded alike already; rank 0's values make it certain
+            distributed.broadcast_module(self.model)
         self.batching = BATCHING.get(batching_for(task, cfg))(task, cfg, self.device)
         self.optimizer = make_optimizer(cfg, self.model.parameters())
         self.y = task.y.to(self.device)
 
     # ------------------------------------------------------------------ one epoch
     def _epoch_items(self, epoch: int) -> torch.Tensor:
+        """This epoch's items (repeats allowed), the same on every rank: the generator is seeded
+        alike everywhere and every rank makes the same draws."""
         idx = self.remedy.train_index(epoch, self.rng)
         if idx is None:
             train = self.task.split["train"]
             idx = train[torch.randperm(train.numel(), generator=self.rng)]
         return idx
 
-    def train_epoch(self, epoch: int) -> float:
+    def train_epoch(self, epoch: int) -> Tuple[float, int]:
+        """One epoch; returns the mean training loss and the number of items fed to the loss
+        (over all ranks, before synthesis)."""
         self.model.train()
+        items = self._epoch_items(epoch)
+        if self.world.active:
+            return self._train_epoch_sharded(epoch, items)
         total, count = 0.0, 0
-        for chunk in self.batching.chunks(self._epoch_items(epoch)):
+        for chunk in self.batching.chunks(items):
             self.optimizer.zero_grad(set_to_none=True)
             h = self.batching.encode(self.model, chunk)
             target = self.y[chunk.to(self.device)]
@@ -113,17 +128,79 @@ class Trainer:
             if synthetic is not None:
                 h, target = synthetic
             loss = self.remedy.loss(self.model.head(h), target, epoch)
-            if not torch.isfinite(loss):
-                raise HgimbError(f"training loss became {loss.item()} at epoch {epoch}; lower --lr or check the remedy parameters")
+            self._check_finite(loss, epoch)
             loss.backward()
             self.optimizer.step()
             total += float(loss.detach()) * len(chunk)
             count += len(chunk)
-        return total / max(count, 1)
+        return total / max(count, 1), count
+
+    @staticmethod
+    def _check_finite(loss: torch.Tensor, epoch: int) -> None:
+        if not torch.isfinite(loss):
+            raise HgimbError(f"training loss became {loss.item()} at epoch {epoch}; lower --lr or check the remedy parameters")
+
+    def _train_epoch_sharded(self, epoch: int, items: torch.Tensor) -> Tuple[float, int]:
+        """This rank's strided shard of the epoch, in the batching's chunks. A rank with fewer
+        chunks than the others takes empty steps, so that all ranks make the same collective
+        calls; padding with repeated items instead would count those items twice in the loss."""
+        mine = distributed.shard(items, self.world)
+        chunks = list(self.batching.chunks(mine)) if mine.numel() else []
+        steps = distributed.max_int(len(chunks))
+        chunks += [mine[:0]] * (steps - len(chunks))
+        total, count = 0.0, 0
+        for chunk in chunks:
+            loss, n = self._sharded_step(chunk, epoch)
+            total += loss * n
+            count += n
+        distributed.average_buffers(self.model)
+        return total / max(count, 1), count
+
+    def _sharded_step(self, chunk: torch.Tensor, epoch: int) -> Tuple[float, int]:
+        """One optimiser step on the global batch (every rank's chunk); returns its loss and size.
+
+        The encoder runs on this rank's chunk only. Embeddings and labels of all ranks are
+        gathered in epoch order, and every rank applies synthesis, head and loss to the whole
+        global batch, so the loss is exactly the single-process loss of that batch (the remedy's
+        own normalisation over all items, not a mean of per-rank means). The gathered embeddings
+        are a leaf: after ``loss.backward()`` the head's gradient is complete on every rank, and
+        the leaf's gradient on this rank's rows is pushed back through the local encoder. Dividing
+        the head's share by the world size before the summing all-reduce gives head + sum of the
+        encoder shares: the full-batch gradient. (DistributedDataParallel is not used: its reducer
+        syncs only after its own forward, which ``encode`` / ``head`` called separately bypass.)"""
+        self.optimizer.zero_grad(set_to_none=True)
+        h_local = self.batching.encode(self.model, chunk) if chunk.numel() else None
+        y_local = self.y[chunk.to(self.device)]
+        h_all, own = distributed.gather_rows(h_local, dtype=self.param_dtype, ndim=2)
+        y_all, _ = distributed.gather_rows(y_local, dtype=y_local.dtype, ndim=1)
+        h_all, y_all, own = h_all.to(self.device).requires_grad_(), y_all.to(self.device), own.to(self.device)
+        h, target = h_all, y_all
+        synthetic = self.remedy.synthesize(h, target, self.rng)  # same draws on every rank
+        if synthetic is not None:
+            h, target = synthetic
+        loss = self.remedy.loss(self.model.head(h), target, epoch)
+        self._check_finite(loss, epoch)  # the same value on every rank: all raise together
+        loss.backward()
+        distributed.scale_gradients(self.model.parameters(), 1.0 / self.world.size)
+        if h_local is not None and h_local.requires_grad and h_all.grad is not None:
+            h_local.backward(h_all.grad[own])
+        distributed.all_reduce_gradients(self.model.parameters())
+        self.optimizer.step()
+        return float(loss.detach()), int(y_all.numel())
+
+    @property
+    def param_dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
 
     def evaluate(self, items: torch.Tensor) -> torch.Tensor:
+        """Logits of ``items`` in order (eval mode). With several ranks each computes its strided
+        shard and the logits are gathered to every rank, so every rank sees the same numbers."""
         self.model.eval()
-        return self.batching.logits(self.model, items)
+        if not self.world.active:
+            return self.batching.logits(self.model, items)
+        mine = distributed.shard(items, self.world)
+        local = self.batching.logits(self.model, mine) if mine.numel() else None
+        return distributed.gather_rows(local, dtype=self.param_dtype, ndim=2)[0].to(self.device)
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> TrainOutcome:
@@ -139,10 +216,10 @@ class Trainer:
         bar = self.progress(epochs) if self.progress else epochs
         for epoch in bar:
             t0 = time.perf_counter()
-            train_loss = self.train_epoch(epoch)
+            train_loss, train_items = self.train_epoch(epoch)
             val_logits = self.evaluate(val).float().cpu()
             val_pred = val_logits.argmax(1).numpy()
-            row = {"epoch": epoch, "train_loss": train_loss,
+            row = {"epoch": epoch, "train_loss": train_loss, "train_items": train_items,
                    "val_loss": float(F.cross_entropy(val_logits, task.y[val])) if val.numel() else float("nan"),
                    "val_macro_f1": quick_score(val_y, val_pred, "macro_f1", task.num_classes) if val.numel() else 0.0,
                    "val_balanced_accuracy": quick_score(val_y, val_pred, "balanced_accuracy", task.num_classes) if val.numel() else 0.0,
@@ -150,7 +227,10 @@ class Trainer:
             row["seconds"] = time.perf_counter() - t0
             history.append(row)
             score = -row["val_loss"] if not higher_is_better else row[f"val_{cfg.monitor}"]
-            if score > best_score:
+            improved = score > best_score
+            if self.world.active:  # identical inputs on every rank already; rank 0 decides regardless
+                (improved,) = distributed.broadcast_flags(improved)
+            if improved:
                 best_score, best_epoch, since_best = score, epoch, 0
                 best_state = copy.deepcopy(self.model.state_dict())
             else:
@@ -172,4 +252,4 @@ class Trainer:
         adjusted = self.remedy.apply(logits) if self.remedy.has_posthoc else logits
         return TrainOutcome(model=self.model, remedy=self.remedy, history=history, best_epoch=best_epoch,
                             epochs_run=len(history), train_seconds=train_seconds, logits=logits,
-                            adjusted_logits=adjusted, items=items, fitted=fitted)
+                            adjusted_logits=adjusted, items=items, fitted=fitted, world_size=self.world.size)
