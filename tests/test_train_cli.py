@@ -69,7 +69,8 @@ SYNTH = ["--dataset-option", "num_movies=300"]
     (["--remedy-param", "gamma=2"] + SYNTH, "not used by remedy"),
     (["--dataset", "freebase", "--dataset-option", "num_movies=3"], "unknown option(s) num_movies"),
     (["--model", "cgcnn"] + SYNTH, "does not handle node tasks"),
-    (["--batch-size", "32"] + SYNTH, "not implemented yet"),
+    (["--batch-size", "32", "--fanout", "10,x"] + SYNTH, "--fanout"),
+    (["--batch-size", "32", "--model", "han"] + SYNTH, "cannot train on neighbour-sampled"),
 ])
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys, args, message):
     from hgimb.train import main

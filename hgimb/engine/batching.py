@@ -2,8 +2,8 @@
 
 A batching strategy turns an epoch's item indices into steps (``chunks``), gives the
 embeddings of a chunk's items in order (``encode``), and computes logits for any items in
-eval mode (``logits``). The trainer is the same for every strategy; adding mini-batch
-neighbour sampling is one more strategy in ``BATCHING``.
+eval mode (``logits``). The trainer is the same for every strategy; mini-batch neighbour
+sampling (``--batch-size`` on node tasks) is the ``neighbor-sampling`` strategy.
 """
 from __future__ import annotations
 
@@ -65,14 +65,89 @@ class GraphBatches:
         return torch.cat(parts)
 
 
+@BATCHING.register("neighbor-sampling")
+class NeighborSampling:
+    """Node tasks, mini-batches: ``batch_size`` seed items per step, each encoded on a sampled
+    subgraph (``--fanout``: neighbours per node, relation and hop; -1 = all; see
+    :mod:`hgimb.engine.sampling`).
+
+    Training: ``chunks`` cuts the epoch's items (the remedy's ``train_index`` when it has one, so a
+    class-balanced sampler picks the seeds) into consecutive batches; ``encode`` samples around a
+    chunk's distinct items and returns one embedding per chunk entry, in order (repeats from
+    over-sampling share their row, as in full-batch training). Loss and synthesis remedies then
+    act on the chunk's embeddings as they do on the full batch's.
+
+    Evaluation (``logits``) is deterministic and exact: full neighbourhoods (fanout -1 at every
+    hop), in chunks of ``max(batch_size, 1024)`` items, so validation/test logits equal the
+    full-graph model's and do not depend on how items are chunked or on any random state.
+    Training draws from its own generator seeded by the run seed, so mini-batch and full-batch
+    runs with one seed see the same epoch order.
+    """
+
+    def __init__(self, task, cfg, device):
+        from ..errors import HgimbError
+        from .sampling import make_sampler, parse_fanout
+
+        if "tam" in str(cfg.remedy).split("+"):
+            raise HgimbError("remedy 'tam' needs full-graph training (its margins use every node's neighbours); drop --batch-size")
+        self.task, self.device = task, device
+        self.batch_size = int(cfg.batch_size)
+        self.eval_batch_size = max(self.batch_size, 1024)
+        self.fanout_text = str(cfg.fanout)
+        self.fanout = parse_fanout(cfg.fanout)
+        self.sampler = make_sampler(task.data)
+        # own stream, so sampling does not shift the trainer's draws (epoch order, synthesis)
+        self.generator = torch.Generator().manual_seed(10007 * int(cfg.seed) + 1)
+        self.target_types = list(task.target_types)
+        offsets = task.type_offsets()
+        self._starts = torch.tensor([offsets[t] for t in self.target_types], dtype=torch.long)
+        self._hops: dict = {}
+
+    def _model_fanout(self, model, full: bool):
+        from ..errors import HgimbError
+        from .sampling import fanout_for
+
+        reason = getattr(model, "neighbor_sampling_unsupported", None)
+        if reason:
+            raise HgimbError(reason)
+        key = id(model)
+        if key not in self._hops:
+            self._hops[key] = fanout_for(model, self.fanout, self.fanout_text)
+        fanout = self._hops[key]
+        return [-1] * len(fanout) if full else fanout
+
+    def _subgraph(self, items: torch.Tensor, fanout, generator):
+        """Sampled subgraph whose seeds are ``items`` (distinct, ascending: grouped by target
+        type in ``target_types`` order, which is the order ``model.encode`` returns them in)."""
+        kind = torch.bucketize(items, self._starts, right=True) - 1
+        seeds = {t: items[kind == i] - self._starts[i] for i, t in enumerate(self.target_types)}
+        return self.sampler.sample(seeds, fanout, generator).to(self.device)
+
+    def chunks(self, idx: torch.Tensor) -> List[torch.Tensor]:
+        return list(torch.split(idx, self.batch_size))
+
+    def encode(self, model, chunk: torch.Tensor) -> torch.Tensor:
+        fanout = self._model_fanout(model, full=False)
+        items, inverse = torch.unique(chunk.cpu(), return_inverse=True)
+        h = model.encode(self._subgraph(items, fanout, self.generator))
+        return h[inverse.to(h.device)]
+
+    @torch.no_grad()
+    def logits(self, model, items: torch.Tensor) -> torch.Tensor:
+        fanout = self._model_fanout(model, full=True)
+        parts = []
+        for chunk in torch.split(items.cpu(), self.eval_batch_size):
+            distinct, inverse = torch.unique(chunk, return_inverse=True)
+            out = model(self._subgraph(distinct, fanout, None))
+            parts.append(out[inverse.to(out.device)])
+        if not parts:
+            return torch.empty(0, model.head.out_features, device=self.device)
+        return torch.cat(parts)
+
+
 def batching_for(task, cfg) -> str:
     if task.kind == "graph":
         return "graph-batches"
     if cfg.batch_size:
-        if "neighbor-sampling" not in BATCHING:
-            from ..errors import HgimbError
-
-            raise HgimbError("--batch-size on node tasks (mini-batch neighbour sampling) is not implemented yet; "
-                             "drop --batch-size to train full-batch")
         return "neighbor-sampling"
     return "full-graph"

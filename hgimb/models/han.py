@@ -50,6 +50,13 @@ def metapath_graphs(data, metapaths) -> Dict[tuple, torch.Tensor]:
 
 
 class HAN(GraphModel):
+    # Read by the neighbour-sampling trainer (--batch-size): a subgraph sampled hop by hop over the
+    # original relations is not a sample of HAN's metapath neighbourhoods (they need
+    # layers x metapath-length hops, and semantic attention averages over every node of the graph).
+    neighbor_sampling_unsupported = ("model 'han' cannot train on neighbour-sampled mini-batches (its metapath "
+                                     "graphs need whole-graph neighbourhoods); drop --batch-size, or use rgcn, "
+                                     "gat, simple-hgn or hgt for mini-batch training")
+
     def __init__(self, task, cfg):
         hidden, heads = int(cfg.hidden), int(cfg.heads)
         if hidden % heads:

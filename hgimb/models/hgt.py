@@ -48,8 +48,9 @@ class HGTConvNoSegmm(HGTConv):
             offset[edge_type] = cumsum
             cumsum += n
             # per-head dim x dim maps as one block-diagonal matrix: one dense GEMM per edge type
-            ks.append((k_dict[src].reshape(n, -1) @ torch.block_diag(*w_k[:, e])).view(n, heads, dim))
-            vs.append((v_dict[src].reshape(n, -1) @ torch.block_diag(*w_v[:, e])).view(n, heads, dim))
+            # explicit width: a sampled subgraph may hold no node of a type (reshape(0, -1) is ambiguous)
+            ks.append((k_dict[src].reshape(n, heads * dim) @ torch.block_diag(*w_k[:, e])).view(n, heads, dim))
+            vs.append((v_dict[src].reshape(n, heads * dim) @ torch.block_diag(*w_v[:, e])).view(n, heads, dim))
         return torch.cat(ks, 0), torch.cat(vs, 0), offset
 
 

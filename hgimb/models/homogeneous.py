@@ -7,6 +7,14 @@ activation; the linear head on top is equivalent to the usual class-wide last la
 remedies a ``hidden``-dim embedding. All edge types of the one node type are merged and made
 undirected (GCN's symmetric normalisation assumes it). Featureless graphs get a learnable
 embedding per node.
+
+Sampled subgraphs (``--batch-size``): the neighbour sampler follows in-edges, which on a graph
+stored with both directions (Planetoid's are) are exactly the undirected neighbours, so the
+sampled edges are used as they are (symmetrising them again would give every seed the nodes that
+sampled *it* on top of its own fanout); a graph stored one-way is refused in mini-batch mode.
+SAGE's mean then equals the full-graph output with fanout -1; GCN normalises by degrees in the
+subgraph (as PyG's GCNConv on ``NeighborLoader`` batches), so the outermost hop's source degrees
+differ from the full graph's.
 """
 from __future__ import annotations
 
@@ -14,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch_geometric.nn import GCNConv, SAGEConv
-from torch_geometric.utils import to_undirected
+from torch_geometric.utils import coalesce, is_undirected, to_undirected
 
 from ..errors import HgimbError
 from .base import GraphModel, seed_count
@@ -53,6 +61,8 @@ class HomogeneousGNN(GraphModel):
         else:
             self.convs = nn.ModuleList(SAGEConv(a, b) for a, b in zip(dims[:-1], dims[1:]))
         self._edge_cache = None  # (edge_index tensor objects, undirected edge_index)
+        stored = [task.data[et].edge_index for et in task.data.edge_types]
+        self._stored_undirected = is_undirected(torch.cat(stored, 1), num_nodes=int(store.num_nodes)) if stored else True
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -67,7 +77,13 @@ class HomogeneousGNN(GraphModel):
             return self._edge_cache[1]
         n = int(data[self.node_type].num_nodes)
         ei = torch.cat(parts, 1) if parts else torch.empty(2, 0, dtype=torch.long)
-        ei = to_undirected(ei, num_nodes=n)
+        if getattr(data[self.node_type], "batch_size", None) is None:
+            ei = to_undirected(ei, num_nodes=n)
+        elif self._stored_undirected:  # sampled: the in-edges already are the neighbours (see above)
+            ei = coalesce(ei, num_nodes=n)
+        else:
+            raise HgimbError("gcn/sage mini-batch training needs the graph stored with both edge directions "
+                             "(the sampler follows in-edges); drop --batch-size to train full-batch")
         self._edge_cache = (parts, ei)
         return ei
 
