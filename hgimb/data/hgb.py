@@ -571,15 +571,17 @@ def select_node_features(data, target: str, node_features: str = "all") -> list:
     return dropped
 
 
-def load_hgb_task(path: str | os.PathLike, name: str, cache: bool = True, node_features: str = "all") -> Task:
+def load_hgb_task(path: str | os.PathLike, name: str, cache: bool = True, node_features: str = "all",
+                  normalize: bool = True) -> Task:
     """An HGB dataset as a node Task on its labelled type, with the official split
     (train = label.dat, val empty, test = label.dat.test; the split module carves val from train).
     Non-negative (count) node features are row-normalised (see :func:`normalize_count_features`);
-    ``node_features`` picks which types keep features (:data:`NODE_FEATURES`)."""
+    ``node_features`` picks which types keep features (:data:`NODE_FEATURES`); ``normalize=False``
+    keeps the raw values (as the HGB reference code does)."""
     data, info = read_hgb(path, cache=cache)
     target = info.target_type
     dropped = select_node_features(data, target, node_features)
-    normalized = normalize_count_features(data)
+    normalized = normalize_count_features(data) if normalize else []
     y = torch.full((int(data[target].num_nodes),), -1, dtype=torch.long)
     y[torch.from_numpy(info.train_index)] = torch.from_numpy(info.train_y)
     y[torch.from_numpy(info.test_index)] = torch.from_numpy(info.test_y)
@@ -607,7 +609,7 @@ def load_hgb_task(path: str | os.PathLike, name: str, cache: bool = True, node_f
 
 
 # ============================================================================ registry
-_OPTIONS = {"cache": True, "download": False, "node_features": "all"}
+_OPTIONS = {"cache": True, "download": False, "node_features": "all", "normalize": True}
 
 
 def _named_loader(name: str):
@@ -622,7 +624,8 @@ def _named_loader(name: str):
             found = download(name, Path(root).expanduser())
         if found is None:
             raise missing_data_error(name, candidates)
-        return load_hgb_task(found, name, cache=opts["cache"], node_features=opts["node_features"])
+        return load_hgb_task(found, name, cache=opts["cache"], node_features=opts["node_features"],
+                             normalize=opts["normalize"])
 
     loader.__name__ = f"load_{name}"
     loader.__doc__ = f"HGB {folder} (HGB format, <root>/hgb/{folder}/ or {folder}.zip)"
@@ -637,11 +640,12 @@ for _name in HGB_DRIVE_IDS:
 @PREFIXES.register("hgb", "any HGB-format folder or zip: hgb:<path> (node.dat, link.dat, label.dat[, label.dat.test, info.dat])")
 def load_hgb_path(root, path: str, **options) -> Task:
     """``hgb:<path>``: a relative path is tried from the working directory, then from the data root."""
-    opts = loader_options(f"hgb:{path}", options, {"cache": True, "node_features": "all"})
+    opts = loader_options(f"hgb:{path}", options, {"cache": True, "node_features": "all", "normalize": True})
     where = Path(path).expanduser()
     if not where.exists() and not where.is_absolute() and (Path(root).expanduser() / where).exists():
         where = Path(root).expanduser() / where
     if not where.exists():
         raise HgimbError(f"hgb:{path}: {where} not found (also not under the data root {root}); give a folder "
                          f"holding node.dat, link.dat and label.dat, or a zip of one")
-    return load_hgb_task(where, f"hgb:{path}", cache=opts["cache"], node_features=opts["node_features"])
+    return load_hgb_task(where, f"hgb:{path}", cache=opts["cache"], node_features=opts["node_features"],
+                         normalize=opts["normalize"])
