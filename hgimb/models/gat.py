@@ -10,7 +10,9 @@ Edge weights are ignored (attention learns the weighting).
 
 Like :mod:`hgimb.models.rgcn`, a layer only computes the node types later layers (or the
 target) need, and the last layer only attends over edges into the target rows (the seeds of a
-sampled subgraph). Works on one-node-type graphs (Cora).
+sampled subgraph). Works on one-node-type graphs (Cora). Each layer runs through
+:func:`hgimb.models.fused_gat.hetero_gat`: ``HeteroConv``'s parameters, maths and dropout
+draws without per-edge message tensors (HGB ACM: epochs 3x faster on CPU).
 
 ``options``: ``aggr`` (``sum``), ``attn_dropout`` (dropout on attention coefficients, default
 ``dropout``), ``input_dropout`` (0), ``negative_slope`` (0.2).
@@ -29,6 +31,7 @@ from torch_geometric.nn import GATConv, HeteroConv
 from ..errors import HgimbError
 from .base import GraphModel, HeteroInput, ModelConfig, gather_targets, seed_count
 from .registry import register_model
+from .fused_gat import hetero_gat
 from .sparse import GraphCache, dropout
 
 AGGRS = ("sum", "mean")
@@ -67,7 +70,7 @@ class HeteroGAT(GraphModel):
                 }, aggr=aggr))
             self.skips.append(nn.ModuleDict({t: nn.Linear(width, width) for t in self.node_types}))
         self._needed = self._needed_types()
-        self._cache = GraphCache()
+        self._cache = GraphCache(maxsize=64)  # the plan and each relation's sorted edges
 
     def reset_parameters(self) -> None:
         # explicit order (see RGCN.reset_parameters)
@@ -112,12 +115,13 @@ class HeteroGAT(GraphModel):
         x = self.input(data)
         x = {t: dropout(x[t], self.input_dropout, self.training) for t in self._needed[0]}
         for conv, skip, (rows, edges) in zip(self.convs, self.skips, self._plan(data)):
-            messages = conv(x, edges) if edges else {}
+            # HeteroConv(x, edges) fused (same parameters and dropout draws; see fused_gat.py)
+            messages = hetero_gat(conv, x, edges, rows, self._cache) if edges else {}
             out = {}
             for t, n in rows.items():
-                h = skip[t](x[t][:n])
+                h = skip[t](x[t] if n == x[t].size(0) else x[t][:n])  # a full slice costs a copy in backward
                 if t in messages:
-                    h = h + messages[t][:n]
+                    h = h + messages[t]  # hetero_gat computed the first n rows only
                 out[t] = dropout(F.elu(h), self.dropout, self.training)
             x = out
         return x

@@ -9,8 +9,9 @@ A GAT over the whole heterogeneous graph viewed as one homogeneous graph, with t
 Self-loops are added with their own edge type, as in the HGB code.
 
 Why not PyG's ``GATConv``: it takes edge features, not a per-relation embedding table with the
-attention residual, so the layer is written here: PyG's ``softmax`` for the attention and a CSR
-aggregation (:func:`attention_aggregate`) that never materialises per-edge messages.
+attention residual, so the layer is written here: PyG's ``softmax`` for the attention and a
+multi-head CSR aggregation (:func:`attention_aggregate`, :func:`hgimb.models.sparse.head_spmm`)
+that never materialises per-edge messages, with the node residual summed into its output buffer.
 
 Layout (HGB ``myGAT``): input projection per node type (``HeteroInput``: features projected,
 featureless types get learnable embeddings) -> ``layers`` multi-head layers (``heads`` x ``hidden``,
@@ -24,7 +25,6 @@ Options (``cfg.options``): ``edge_dim`` (64), ``beta`` (0.05), ``negative_slope`
 """
 from __future__ import annotations
 
-import warnings
 from typing import Dict, Optional, Tuple
 
 import torch
@@ -34,6 +34,7 @@ from torch_geometric.utils import softmax
 
 from .base import GraphModel, HeteroInput, seed_count
 from .registry import register_model
+from .sparse import HeadCSR, head_spmm, narrow_mm
 
 # Published HGB settings (Lv et al. 2021; THUDM/HGB NC/benchmark/methods/baseline/run_new.py
 # defaults and README commands). ``layers`` counts the multi-head layers before the output layer
@@ -59,9 +60,10 @@ def hgb_defaults(dataset: str) -> Dict:
 class AttentionGraph:
     """A fixed homogeneous graph prepared for attention aggregation.
 
-    Edges are sorted by (destination, source) so that per-head attention values can be used as
-    the values of a CSR matrix without any reordering; the transposed structure (by source) and
-    block-diagonal multi-head structures are built once per head count and cached.
+    Edges are sorted by (destination, source), so that softmax groups are contiguous (``ptr``)
+    and the edges into any range of destination nodes are one contiguous slice. The multi-head
+    product structures (:class:`~hgimb.models.sparse.HeadCSR`) are built once per head count,
+    and once per set of output rows for a layer that computes only some nodes (:meth:`into`).
     """
 
     def __init__(self, edge_index: torch.Tensor, edge_type: torch.Tensor, num_nodes: int):
@@ -72,29 +74,36 @@ class AttentionGraph:
         self.src, self.dst, self.edge_type = src[perm], dst[perm], edge_type[perm]
         self.num_edges = int(self.src.numel())
         self.ptr = _ptr(self.dst, n)
-        self.t_perm = torch.argsort(self.src * n + self.dst)  # sorted edges -> by (source, dest)
-        self.t_ptr = _ptr(self.src, n)
-        self.t_col = self.dst[self.t_perm]
-        self._blocks: Dict[int, Tuple[torch.Tensor, ...]] = {}
+        self._products: Dict[Tuple, Tuple] = {}
 
     @property
     def edge_index(self) -> torch.Tensor:
         return torch.stack([self.src, self.dst])
 
-    def blocks(self, heads: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """CSR (crow, col) of the block-diagonal ``[heads*N, heads*N]`` matrix (head-major) and
-        of its transpose."""
-        if heads not in self._blocks:
-            n, e = self.num_nodes, self.num_edges
-            dev = self.src.device
-            shift_rows = torch.arange(heads, device=dev).repeat_interleave(n) * e
-            end = torch.tensor([heads * e], device=dev)
-            crow = torch.cat([self.ptr[:-1].repeat(heads) + shift_rows, end])
-            col = torch.cat([self.src + k * n for k in range(heads)])
-            t_crow = torch.cat([self.t_ptr[:-1].repeat(heads) + shift_rows, end])
-            t_col = torch.cat([self.t_col + k * n for k in range(heads)])
-            self._blocks[heads] = (crow, col, t_crow, t_col)
-        return self._blocks[heads]
+    def head_csr(self, heads: int) -> HeadCSR:
+        """The product structure for all edges, ``heads`` heads."""
+        key = ("all", heads)
+        if key not in self._products:
+            self._products[key] = HeadCSR(self.src, self.dst, self.num_nodes, self.num_nodes, heads)
+        return self._products[key]
+
+    def into(self, ranges: Tuple[Tuple[int, int], ...], heads: int) -> Tuple[torch.Tensor, HeadCSR, torch.Tensor]:
+        """For output rows ``ranges`` (``(start, stop)`` node ranges, in output order): the ids
+        of the edges into them (in order), the product structure over those edges (output row
+        ``r`` = the r-th node of the ranges), and the node ids of the output rows."""
+        key = (tuple((int(a), int(b)) for a, b in ranges), heads)
+        if key not in self._products:
+            edges, rows, dst = [], [], []
+            out = 0
+            for a, b in key[0]:
+                lo, hi = int(self.ptr[a]), int(self.ptr[b])
+                edges.append(torch.arange(lo, hi, device=self.src.device))
+                rows.append(torch.arange(a, b, device=self.src.device))
+                dst.append(self.dst[lo:hi] - a + out)
+                out += b - a
+            edges, rows, dst = torch.cat(edges), torch.cat(rows), torch.cat(dst)
+            self._products[key] = (edges, HeadCSR(self.src[edges], dst, self.num_nodes, out, heads), rows)
+        return self._products[key]
 
 
 def _ptr(sorted_index: torch.Tensor, n: int) -> torch.Tensor:
@@ -103,64 +112,26 @@ def _ptr(sorted_index: torch.Tensor, n: int) -> torch.Tensor:
     return ptr
 
 
-def _csr(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, size: int) -> torch.Tensor:
-    with warnings.catch_warnings():  # "sparse CSR support is in beta" is noise for users
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(crow, col, values, (size, size))
+def attention_aggregate(alpha: torch.Tensor, h: torch.Tensor, graph: AttentionGraph,
+                        base: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Sum of attention-weighted source features per destination, ``[N, heads, F]`` (plus
+    ``base`` when given, fused into the same buffer).
 
-
-class _AttentionSpMM(torch.autograd.Function):
-    """``out[i, k] = sum_{e: dst(e)=i} alpha[e, k] * h[src(e), k]`` for all heads ``k`` at once.
-
-    Why hand-written: gathering ``h[src]`` materialises ``[E, heads, F]`` messages (1.1 GB per
-    tensor at 8 x 64 on HGB ACM's 560k edges, several of them per layer with autograd: 13 s per
-    layer forward + backward on the 2-core dev machine); here the forward is one CSR product of a
-    block-diagonal matrix, the backward one product with the cached transpose (``dh``) and one
-    sampled dense-dense product (``torch.sparse.sampled_addmm``, ``dalpha``): 1.3 s.
+    Gathering ``h[src]`` would materialise ``[E, heads, F]`` messages (1.1 GB per tensor at
+    8 x 64 on HGB ACM's 560k edges, several per layer with autograd); :func:`head_spmm` is one
+    weighted ``embedding_bag`` forward and one plus a sampled dense-dense product backward, on
+    the node-major layout (no transposes).
     """
-
-    @staticmethod
-    def forward(ctx, alpha, h, graph):
-        n, heads, f = h.shape
-        crow, col, _, _ = graph.blocks(heads)
-        h_blocks = h.transpose(0, 1).reshape(heads * n, f).contiguous()
-        values = alpha.t().contiguous().reshape(-1)
-        adj = _csr(crow, col, values, heads * n)
-        out = torch.sparse.mm(adj, h_blocks)
-        ctx.save_for_backward(alpha, h_blocks)
-        ctx.graph, ctx.shape = graph, (n, heads, f)
-        return out.view(heads, n, f).transpose(0, 1)
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        alpha, h_blocks = ctx.saved_tensors
-        graph, (n, heads, f) = ctx.graph, ctx.shape
-        crow, col, t_crow, t_col = graph.blocks(heads)
-        grad = grad_out.transpose(0, 1).reshape(heads * n, f).contiguous()
-        d_alpha = d_h = None
-        if ctx.needs_input_grad[1]:
-            t_values = alpha[graph.t_perm].t().contiguous().reshape(-1)
-            adj_t = _csr(t_crow, t_col, t_values, heads * n)
-            d_h = torch.sparse.mm(adj_t, grad).view(heads, n, f).transpose(0, 1)
-        if ctx.needs_input_grad[0]:
-            zeros = torch.zeros(col.numel(), dtype=grad.dtype, device=grad.device)
-            pattern = _csr(crow, col, zeros, heads * n)
-            sampled = torch.sparse.sampled_addmm(pattern, grad, h_blocks.t(), beta=0.0)
-            d_alpha = sampled.values().view(heads, -1).t()
-        return d_alpha, d_h, None
-
-
-def attention_aggregate(alpha: torch.Tensor, h: torch.Tensor, graph: AttentionGraph) -> torch.Tensor:
-    """Sum of attention-weighted source features per destination: ``[N, heads, F]``."""
-    return _AttentionSpMM.apply(alpha, h, graph)
+    return head_spmm(alpha, h, graph.head_csr(h.size(1)), base)
 
 
 class SimpleHGNConv(nn.Module):
     """One Simple-HGN attention layer on an :class:`AttentionGraph` (homogeneous view).
 
-    ``forward(x, graph, res_attn=None) -> (out [N, heads, out_channels], attn [E, heads])`` with
-    edges in ``graph`` order; the returned attention is detached (HGB code) and feeds the next
-    layer's attention residual.
+    ``forward(x, graph, res_attn=None, rows=None) -> (out [N, heads, out_channels], attn [E, heads])``
+    with edges in ``graph`` order; the returned attention is detached (HGB code) and feeds the next
+    layer's attention residual. ``rows`` restricts the output to some node ranges (the output
+    layer computes the target rows only).
     """
 
     def __init__(self, in_channels: int, out_channels: int, heads: int, num_edge_types: int,
@@ -204,24 +175,33 @@ class SimpleHGNConv(nn.Module):
         """Softmax-normalised attention ``[E, heads]`` over each node's incoming edges, from the
         layer input ``x`` (after feature dropout)."""
         # a_src . (W x)_head = x . (W_head^T a_src,head): fold the attention vectors into the
-        # weight (an [in, heads] matrix) instead of reducing an [N, heads, F] product
+        # weight (an [in, heads] matrix per side, both sides in one [in, 2 heads] product)
+        # instead of reducing an [N, heads, F] product
         weight = self.lin.weight.view(self.heads, self.out_channels, -1)
-        score_src = x @ torch.einsum("hfi,hf->ih", weight, self.att_src[0])  # [N, H]
-        score_dst = x @ torch.einsum("hfi,hf->ih", weight, self.att_dst[0])
+        att = torch.stack([self.att_src[0], self.att_dst[0]])  # [2, H, F]
+        scores = narrow_mm(x, torch.einsum("hfi,shf->ish", weight, att).reshape(weight.size(-1), 2 * self.heads))
+        score_src, score_dst = scores[:, : self.heads], scores[:, self.heads:]
         # edge-type scores are computed on the small embedding table, then gathered per edge
-        logits = score_src[graph.src] + score_dst[graph.dst] + self.edge_type_scores()[graph.edge_type]
+        logits = (score_src.index_select(0, graph.src) + score_dst.index_select(0, graph.dst)
+                  + self.edge_type_scores().index_select(0, graph.edge_type))
         return softmax(F.leaky_relu(logits, self.negative_slope), ptr=graph.ptr, num_nodes=graph.num_nodes)
 
-    def forward(self, x: torch.Tensor, graph: AttentionGraph,
-                res_attn: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, graph: AttentionGraph, res_attn: Optional[torch.Tensor] = None,
+                rows: Optional[Tuple[Tuple[int, int], ...]] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``rows`` (``(start, stop)`` node ranges): compute only those output rows, in that
+        order (the attention over all edges is still returned, for the next layer)."""
         h_in = self.feat_drop(x)
         h = self.lin(h_in).view(-1, self.heads, self.out_channels)
         alpha = self.attn_drop(self.attention(h_in, graph))
         if res_attn is not None and self.beta > 0:
             alpha = alpha * (1.0 - self.beta) + res_attn * self.beta
-        out = attention_aggregate(alpha, h, graph)
-        if self.res is not None:
-            out = out + self.res(h_in).view(h_in.size(0), -1, self.out_channels)
+        if rows is None or tuple(rows) == ((0, graph.num_nodes),):
+            product, alpha_used, res_in = graph.head_csr(self.heads), alpha, h_in
+        else:  # the edges into the rows are slices of the (destination-sorted) edge list
+            edges, product, row_ids = graph.into(rows, self.heads)
+            alpha_used, res_in = alpha.index_select(0, edges), h_in.index_select(0, row_ids)
+        base = None if self.res is None else self.res(res_in).view(res_in.size(0), -1, self.out_channels)
+        out = head_spmm(alpha_used, h, product, base)  # the residual is summed in the product's buffer
         if self.activation:
             out = F.elu(out)
         return out, alpha.detach()
@@ -296,11 +276,11 @@ class SimpleHGN(GraphModel):
         for conv in self.convs:
             h, res_attn = conv(h, graph, res_attn)
             h = h.flatten(1)
-        h, _ = self.out_conv(h, graph, None)  # HGB: no attention residual here
+        # the output layer computes the target rows only (the seeds of a sampled subgraph)
+        rows = tuple((offsets[t], offsets[t] + seed_count(data, t)) for t in self.target_types)
+        h, _ = self.out_conv(h, graph, None, rows=rows)  # HGB: no attention residual here
         h = h.mean(1)
-        h = F.normalize(h, p=2, dim=-1, eps=1e-12)
-        parts = [h[offsets[t]: offsets[t] + seed_count(data, t)] for t in self.target_types]
-        return parts[0] if len(parts) == 1 else torch.cat(parts, 0)
+        return F.normalize(h, p=2, dim=-1, eps=1e-12)
 
 
 @register_model("simple-hgn", kinds=("node",), help="Simple-HGN (Lv et al. KDD 2021): GAT with edge-type attention, residuals, L2 norm")
