@@ -87,3 +87,17 @@ def test_minority_recall_follows_the_given_training_minority():
     pred = np.array([0, 1, 1, 1, 1, 2, 2, 2])
     report = classification_report(y, one_hot_probs(pred, 3), ["a", "b", "c"], minority=0)
     assert report["minority_class"] == "a" and report["minority_recall"] == pytest.approx(0.5)
+
+
+def test_quick_macro_f1_equals_sklearn_on_random_and_edge_cases():
+    import numpy as np
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(0)
+    cases = [(rng.integers(0, 5, 200), rng.integers(0, 5, 200)) for _ in range(50)]
+    cases += [(rng.integers(0, 3, 50), rng.integers(0, 5, 50)),  # predictions of absent classes
+              (np.array([2, 2, 2]), np.array([0, 1, 2])), (np.array([1, 1]), np.array([0, 0])),
+              (np.zeros(4, dtype=int), np.zeros(4, dtype=int))]
+    for y, pred in cases:
+        expected = f1_score(y, pred, labels=np.unique(y), average="macro", zero_division=0)
+        assert quick_score(y, pred, "macro_f1", 5) == pytest.approx(expected, abs=1e-12)
