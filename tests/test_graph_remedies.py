@@ -355,11 +355,13 @@ def test_reproduce_lt_grid_settings_and_section(tmp_path):
     grid = load_grid(script.ROOT / script.GRID)
     step = expand(script.setting_grid(grid, "step10", ["gcn"], [0]))
     assert {(c.split, c.imbalance_type, c.imbalance_ratio, c.model) for c in step} == {("official", "step", 10.0, "gcn")}
-    assert sorted(c.remedy for c in step) == sorted(["none", "weighted", "smote", "balanced-softmax", "tam", "graphens"])
-    assert [c.remedy_params for c in step if c.remedy == "tam"] == [{"base": "balanced-softmax"}]
+    assert {c.dataset for c in step} == set(grid.axes["dataset"]) >= {"cora"}
+    assert sorted(c.remedy for c in step if c.dataset == "cora") == sorted(
+        ["none", "weighted", "smote", "balanced-softmax", "tam", "graphens"])
+    assert [c.remedy_params for c in step if c.remedy == "tam" and c.dataset == "cora"] == [{"base": "balanced-softmax"}]
     lt = expand(script.setting_grid(grid, "lt100", None, [0, 1]))
     assert {(c.split, c.imbalance_type, c.imbalance_ratio) for c in lt} == {("stratified", "long-tail", 100.0)}
-    assert len(lt) == 3 * 6 * 2
+    assert len(lt) == len(grid.axes["dataset"]) * 3 * 6 * 2
     doc = tmp_path / "B.md"
     doc.write_text("# B\n\n<!-- table:other -->\nkeep\n<!-- /table:other -->\n")
     script.replace_section(doc, "lt", "first")
