@@ -119,14 +119,17 @@ def crystal(frame: pd.DataFrame) -> str:
 RENDER = {"foundation": foundation, "remedies": remedies, "crystal": crystal}
 
 
-def replace_section(doc: Path, name: str, text: str) -> None:
+def replace_section(doc: Path, name: str, text: str, heading: str = "") -> None:
+    """Put ``text`` between the ``name`` markers of ``doc``; the first time (no markers yet) the
+    markers are appended at the end, after ``heading`` when one is given."""
     content = doc.read_text() if doc.exists() else f"# Benchmarks\n"
     start, end = f"<!-- table:{name} -->", f"<!-- /table:{name} -->"
     block = f"{start}\n{text}\n{end}"
     if start in content:
         content = re.sub(re.escape(start) + r".*?" + re.escape(end), lambda _: block, content, flags=re.S)
     else:
-        content = content.rstrip("\n") + f"\n\n{block}\n"
+        intro = f"{heading.strip()}\n\n" if heading.strip() else ""
+        content = content.rstrip("\n") + f"\n\n{intro}{block}\n"
     doc.write_text(content)
 
 

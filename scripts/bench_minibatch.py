@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from bench_docs import mean_std, replace_section, table  # noqa: E402
+from hgimb.benchkit import parse_seeds  # noqa: E402
 
 STORE = ROOT / "runs" / "bench-minibatch" / "results.jsonl"
 SECTION = "minibatch"
@@ -55,14 +56,6 @@ def modes(batch_size: int):
             (f"mini-batch {batch_size}, fanout 10,10", batch_size, "10,10", lr),
             (f"mini-batch {batch_size}, fanout -1,-1", batch_size, "-1,-1", lr),
             (f"mini-batch {batch_size}, fanout 10,10, lr {MINIBATCH_LR:g}", batch_size, "10,10", MINIBATCH_LR)]
-
-
-def parse_seeds(text: str):
-    seeds = []
-    for part in text.split(","):
-        lo, _, hi = part.partition("-")
-        seeds.extend(range(int(lo), int(hi or lo) + 1))
-    return seeds
 
 
 def load_store() -> list:
@@ -134,13 +127,6 @@ train on seed batches with sampled neighbourhoods (`--batch-size`, `--fanout`; s
 """
 
 
-def ensure_section(doc: Path) -> None:
-    """Append a heading and empty markers the first time (replace_section fills them)."""
-    content = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    if f"<!-- table:{SECTION} -->" not in content:
-        doc.write_text(content.rstrip("\n") + f"\n\n{HEADING}\n<!-- table:{SECTION} -->\n<!-- /table:{SECTION} -->\n")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", default="0-2")
@@ -180,8 +166,7 @@ def main() -> int:
         return 1
     load_after = os.getloadavg()
     text = render(rows, len(ran))
-    ensure_section(Path(args.doc))
-    replace_section(Path(args.doc), SECTION, text)
+    replace_section(Path(args.doc), SECTION, text, heading=HEADING)
     print(text)
     print(f"load average at the end: {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")
     return 0

@@ -179,12 +179,6 @@ def plot(store: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def ensure_section(doc: Path) -> None:
-    content = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    if f"<!-- table:{SECTION} -->" not in content:
-        doc.write_text(content.rstrip("\n") + f"\n\n{HEADING}\n<!-- table:{SECTION} -->\n<!-- /table:{SECTION} -->\n")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default=",".join(SIZES), help=f"comma-separated, from {', '.join(SIZES)}")
@@ -227,8 +221,7 @@ def main() -> int:
     text = render(store)
     from bench_docs import replace_section
 
-    ensure_section(Path(args.doc))
-    replace_section(Path(args.doc), SECTION, text)
+    replace_section(Path(args.doc), SECTION, text, heading=HEADING)
     print(text)
     return 0
 

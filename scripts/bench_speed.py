@@ -423,10 +423,7 @@ def write_doc(doc: Path, text: str) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_docs import replace_section
 
-    if doc.exists() and f"<!-- table:{SECTION} -->" not in doc.read_text():
-        with open(doc, "a") as f:  # first time: the section's heading, then the marked table
-            f.write("\n" + HEADING)
-    replace_section(doc, SECTION, text)
+    replace_section(doc, SECTION, text, heading=HEADING)
 
 
 def main(argv=None) -> int:

@@ -13,7 +13,7 @@ sampled subgraph). Graph tasks: ``encode(batch)`` takes a PyG ``Batch`` and retu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 import torch
 from torch import nn
@@ -68,6 +68,17 @@ def seed_count(data, node_type: str) -> int:
     store = data[node_type]
     batch_size = getattr(store, "batch_size", None)
     return int(batch_size) if batch_size is not None else int(store.num_nodes)
+
+
+def needed_node_types(node_types, edge_types, target_types, num_layers: int) -> List[List[str]]:
+    """``[input types, output types of layer 1, ..., of the last layer]``, worked out backwards
+    from the targets: a layer computes only the node types that later layers read."""
+    needed = [set(target_types)]  # outputs of the last layer
+    for _ in range(num_layers):  # ... back to the inputs of the first layer
+        below = set(needed[0])
+        below.update(et[0] for et in edge_types if et[2] in needed[0])
+        needed.insert(0, below)
+    return [[t for t in node_types if t in layer] for layer in needed]
 
 
 def gather_targets(h_dict: Dict[str, torch.Tensor], data, target_types) -> torch.Tensor:

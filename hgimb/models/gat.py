@@ -29,7 +29,7 @@ from torch import nn
 from torch_geometric.nn import GATConv, HeteroConv
 
 from ..errors import HgimbError
-from .base import GraphModel, HeteroInput, ModelConfig, gather_targets, seed_count
+from .base import GraphModel, HeteroInput, ModelConfig, gather_targets, needed_node_types, seed_count
 from .registry import register_model
 from .fused_gat import hetero_gat
 from .sparse import GraphCache, dropout
@@ -82,13 +82,7 @@ class HeteroGAT(GraphModel):
         self.head.reset_parameters()
 
     def _needed_types(self) -> List[List[str]]:
-        """``[input types, output types of layer 1, ..., of the last layer]`` (see RGCN)."""
-        needed = [set(self.target_types)]  # outputs of the last layer
-        for _ in range(len(self.convs)):  # ... back to the inputs of the first layer
-            below = set(needed[0])
-            below.update(et[0] for et in self.edge_types if et[2] in needed[0])
-            needed.insert(0, below)
-        return [[t for t in self.node_types if t in layer] for layer in needed]
+        return needed_node_types(self.node_types, self.edge_types, self.target_types, len(self.convs))
 
     def _plan(self, data):
         """Per layer: (rows per output type, edge_index_dict of the relations it needs)."""

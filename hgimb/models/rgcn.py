@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from ..errors import HgimbError
-from .base import GraphModel, HeteroInput, ModelConfig, gather_targets, seed_count
+from .base import GraphModel, HeteroInput, ModelConfig, gather_targets, needed_node_types, seed_count
 from .registry import register_model
 from .sparse import FixedAdjacency, GraphCache, dropout, spmm_add
 
@@ -137,14 +137,7 @@ class RGCN(GraphModel):
         self.head.reset_parameters()
 
     def _needed_types(self) -> List[List[str]]:
-        """``[input types, output types of layer 1, ..., of the last layer]``, worked out backwards
-        from the targets: a layer computes only the types that later layers read."""
-        needed = [set(self.target_types)]  # outputs of the last layer
-        for _ in range(len(self.convs)):  # ... back to the inputs of the first layer
-            below = set(needed[0])
-            below.update(et[0] for et in self.edge_types if et[2] in needed[0])
-            needed.insert(0, below)
-        return [[t for t in self.node_types if t in layer] for layer in needed]
+        return needed_node_types(self.node_types, self.edge_types, self.target_types, len(self.convs))
 
     def _plan(self, data, dtype: torch.dtype, device: torch.device):
         """Per layer: (out_rows, {edge_type: FixedAdjacency}), cached per graph."""
