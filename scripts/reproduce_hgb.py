@@ -1,6 +1,6 @@
 """Reproduce the HGB node-classification baselines (Lv et al., KDD 2021) on the official split.
 
-    python scripts/reproduce_hgb.py                      # ACM + Freebase, 6 models, seeds 0-4
+    python scripts/reproduce_hgb.py                      # ACM + Freebase, 7 models, seeds 0-4
     python scripts/reproduce_hgb.py --datasets acm --models rgcn,simple-hgn --seeds 0-1
     python scripts/reproduce_hgb.py --report-only        # rewrite the table from the store
     python scripts/reproduce_hgb.py --heco               # + Freebase with HeCo's 20/40/60 labels per class
@@ -29,7 +29,7 @@ from hgimb.benchkit import load_results, parse_seeds, run_grid, run_id  # noqa: 
 from hgimb.config import RunConfig  # noqa: E402
 
 DATASETS = ("acm", "freebase")
-MODELS = ("rgcn", "gat", "simple-hgn", "hgt", "han", "mlp")
+MODELS = ("rgcn", "gat", "simple-hgn", "hgt", "han", "mlp", "metapath2vec")
 STORE = ROOT / "bench" / "hgb"
 # HGB (Lv et al., KDD 2021) Table 3, ACM, macro-F1 / micro-F1 (mean ± std of 5 seeds), as
 # reproduced in LMSPS (NeurIPS 2024) Table 1 — see ANCHORS.md. HGB has no MLP row.
@@ -128,6 +128,9 @@ def main() -> int:
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--no-write", action="store_true", help="print the table, leave BENCHMARKS.md alone")
     parser.add_argument("--heco", action="store_true", help="also run Freebase with HeCo's 20/40/60 labels per class")
+    parser.add_argument("--store", default=str(STORE), help="results store directory (default bench/hgb); a second "
+                        "store lets two processes run at once (one writer per store); append its results.jsonl "
+                        "to bench/hgb/results.jsonl afterwards")
     args = parser.parse_args()
     datasets = [d for d in args.datasets.split(",") if d]
     models = [m for m in args.models.split(",") if m]
@@ -138,8 +141,8 @@ def main() -> int:
     seeds = parse_seeds(args.seeds)
     if not args.report_only:
         configs = configs_for(datasets, models, seeds) + (heco_configs(seeds) if args.heco else [])
-        run_grid(configs, STORE, workers=args.workers, quiet=True)
-    frame = load_results(STORE)
+        run_grid(configs, Path(args.store), workers=args.workers, quiet=True)
+    frame = load_results(Path(args.store))
     frame = frame[frame["status"] == "ok"]
     heco_ids = {run_id(c) for c in heco_configs(sorted(set(frame["seed"])))}
     heco = frame[frame["run_id"].isin(heco_ids)]

@@ -104,6 +104,7 @@ MODEL_CASES = [
     ("simple-hgn", {}, False),
     ("hgt", {}, True),
     ("hgt", {}, False),
+    ("hgt", {"attention": "relation"}, True),
     ("han", {}, True),
     ("han", {"metapaths": "movie-actor-movie,movie-director-movie"}, False),
     ("metapath2vec", {"seed": 0, **WALK}, True),
@@ -422,6 +423,49 @@ def test_hgt_conv_without_segment_matmul_matches_pyg():
     sum(v.sum() for v in a.values()).backward()
     sum(v.sum() for v in b.values()).backward()
     assert torch.allclose(ours.k_rel.weight.grad, ref.k_rel.weight.grad, atol=1e-4)
+
+
+def test_hgt_relation_attention_is_the_mean_of_per_relation_softmaxes():
+    """attention=relation: each relation's messages are softmax-normalised on their own and the
+    relations reaching a node are averaged (HGT-DGL / HGB). Reference: the stock joint conv run on
+    one relation at a time (its softmax then only sees that relation), averaged by hand."""
+    from hgimb.models.hgt import HGTConvNoSegmm
+
+    torch.manual_seed(0)
+    data, _ = tiny_graph()
+    # a second relation into movies, with a different in-degree pattern
+    data["actor", "cameo", "movie"].edge_index = torch.stack([torch.arange(20), torch.arange(20) % 7])
+    x = {nt: torch.randn(data[nt].num_nodes, 16) for nt in data.node_types}
+    rel = HGTConvNoSegmm(16, 16, data.metadata(), heads=4, relation_softmax=True)
+    joint = HGTConvNoSegmm(16, 16, data.metadata(), heads=4)
+    joint.load_state_dict(rel.state_dict())
+
+    def aggregated(conv, edges):
+        seen = []
+        original = conv.propagate
+        conv.propagate = lambda *a, **k: seen.append(original(*a, **k)) or seen[-1]
+        conv(x, edges)
+        conv.propagate = original
+        return seen[0]
+
+    got = aggregated(rel, data.edge_index_dict)
+    parts = [aggregated(joint, {et: ei}) for et, ei in data.edge_index_dict.items()]
+    reached = torch.zeros(got.size(0))
+    for part in parts:
+        reached += (part.abs().sum(1) > 0).float()
+    expected = sum(parts) / reached.clamp(min=1).unsqueeze(1)
+    assert torch.allclose(got, expected, atol=1e-5)
+    # with one relation per destination type the two modes coincide; here movies have two
+    full_joint = aggregated(joint, data.edge_index_dict)
+    assert not torch.allclose(got, full_joint, atol=1e-3)
+
+
+def test_hgt_options_are_checked():
+    task = tiny_task()
+    with pytest.raises(HgimbError, match="attention must be one of joint, relation"):
+        build_model("hgt", task, ModelConfig(hidden=16, heads=4, options={"attention": "global"}))
+    with pytest.raises(HgimbError, match="unknown option.*valid: attention"):
+        build_model("hgt", task, ModelConfig(hidden=16, heads=4, options={"norm": True}))
 
 
 def test_gcn_on_cora_public_split():

@@ -26,6 +26,7 @@ from ..data.task import Task
 from ..errors import HgimbError
 from ..metrics import classification_report, minority_class
 from . import distributed
+from .allocator import tune_allocator
 from .trainer import Trainer, TrainOutcome, resolve_device
 
 # RunConfig fields a loader receives when its signature names them (crystal graph options).
@@ -142,6 +143,7 @@ def train_task(task: Task, cfg: RunConfig) -> RunResult:
 def run_experiment(cfg: RunConfig, write: bool = True) -> RunResult:
     """Load, split, train, evaluate; write the run directory atomically when ``write``."""
     cfg.validate()
+    tune_allocator()
     # torchrun: join the process group its environment describes (a no-op for one process)
     world = distributed.init(resolve_device(cfg.device))
     if cfg.folds and cfg.folds > 1:

@@ -15,24 +15,56 @@ machine); with pyg-lib present the stock PyG path runs.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 import torch_geometric.typing
 from torch_geometric.nn import HGTConv
+from torch_geometric.utils import softmax
 
 from ..errors import HgimbError
 from .base import GraphModel, HeteroInput, gather_targets
 from .registry import register_model
 
+ATTENTION = ("joint", "relation")
 USES_SEGMENT_MATMUL = bool(getattr(torch_geometric.typing, "WITH_SEGMM", False))
 
 
 class HGTConvNoSegmm(HGTConv):
     """``HGTConv`` computing the relation-specific key/value maps with one block-diagonal matmul
-    per edge type when pyg-lib's segment matmul is unavailable (same parameters and results)."""
+    per edge type when pyg-lib's segment matmul is unavailable (same parameters and results), and
+    optionally normalising attention per relation (``relation_softmax=True``)."""
+
+    def __init__(self, *args, relation_softmax: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.relation_softmax = bool(relation_softmax)
+        self._edge_relation = None  # relation id of every edge, in propagate's edge order
 
     def _construct_src_node_feat(self, k_dict, v_dict, edge_index_dict):
+        if self.relation_softmax:
+            # construct_bipartite_edge_index concatenates the edge types in edge_index_dict order
+            self._edge_relation = torch.cat([
+                torch.full((ei.size(1),), self.edge_types_map[et], dtype=torch.long, device=ei.device)
+                for et, ei in edge_index_dict.items()])
+        return self._src_feat(k_dict, v_dict, edge_index_dict)
+
+    def message(self, k_j, q_i, v_j, edge_attr, index, ptr, size_i):
+        if not self.relation_softmax:
+            return super().message(k_j, q_i, v_j, edge_attr, index, ptr, size_i)
+        relations = len(self.edge_types)
+        group = index * relations + self._edge_relation
+        alpha = (q_i * k_j).sum(dim=-1) * edge_attr / math.sqrt(q_i.size(-1))
+        alpha = softmax(alpha, group, num_nodes=size_i * relations)
+        # mean over the relations that reach each destination node (the 'add' aggregation sums)
+        present = torch.zeros(size_i * relations, dtype=torch.bool, device=index.device)
+        present[group] = True
+        reached = present.view(size_i, relations).sum(1).clamp_(min=1).to(alpha.dtype)
+        alpha = alpha / reached[index].unsqueeze(-1)
+        return (v_j * alpha.unsqueeze(-1)).view(-1, self.out_channels)
+
+    def _src_feat(self, k_dict, v_dict, edge_index_dict):
         if USES_SEGMENT_MATMUL:
             return super()._construct_src_node_feat(k_dict, v_dict, edge_index_dict)
         heads, dim = self.heads, self.out_channels // self.heads
@@ -59,12 +91,19 @@ class HGT(GraphModel):
         hidden, heads = int(cfg.hidden), int(cfg.heads)
         if hidden % heads:
             raise HgimbError(f"hgt needs --hidden divisible by --heads (got hidden {hidden}, heads {heads})")
+        options = dict(cfg.options or {})
+        attention = str(options.pop("attention", "joint"))
+        if options:
+            raise HgimbError(f"unknown option(s) {', '.join(sorted(options))} for model 'hgt'; valid: attention")
+        if attention not in ATTENTION:
+            raise HgimbError(f"hgt option attention must be one of {', '.join(ATTENTION)}, got '{attention}'")
         super().__init__(hidden, task.num_classes)
         self.target_types = list(task.target_types)
         self.dropout = float(cfg.dropout)
         self.input = HeteroInput(task.data, hidden)
         metadata = (list(task.data.node_types), list(task.data.edge_types))
-        self.convs = nn.ModuleList(HGTConvNoSegmm(hidden, hidden, metadata, heads=heads)
+        self.convs = nn.ModuleList(HGTConvNoSegmm(hidden, hidden, metadata, heads=heads,
+                                                  relation_softmax=attention == "relation")
                                    for _ in range(max(int(cfg.layers), 1)))
 
     def encode(self, data) -> torch.Tensor:
