@@ -49,11 +49,12 @@ def test_featureless_types_train_with_embeddings(tmp_path):
     trainer.fit()
 
 
-def test_normalize_false_keeps_raw_feature_values(tmp_path):
+def test_raw_feature_values_by_default_normalize_on_request(tmp_path):
     path = write_hgb(tmp_path, node_dat=NODES_ALL_FEATURES)
-    raw = load_hgb_task(path, "tiny", normalize=False)
+    raw = load_hgb_task(path, "tiny")
     assert raw.data["movie"].x[0].tolist() == [0.5, 1.0] and raw.meta["normalized_features"] == []
-    normalized = load_hgb_task(path, "tiny")
+    normalized = load_hgb_task(path, "tiny", normalize=True)
     assert normalized.data["actor"].x.sum(1).tolist() == [1.0, 1.0]  # rows without negatives sum to 1
     write_hgb(tmp_path / "hgb", name="ACM", node_dat=NODES_ALL_FEATURES)
-    assert load_dataset("acm", root=tmp_path, normalize="false").data["actor"].x.sum(1).tolist() == [2.0, 2.0]
+    assert load_dataset("acm", root=tmp_path).data["actor"].x.sum(1).tolist() == [2.0, 2.0]
+    assert load_dataset("acm", root=tmp_path, normalize="true").data["actor"].x.sum(1).tolist() == [1.0, 1.0]
