@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from bench_docs import machine, replace_section  # noqa: E402
 
-CONFIGS = ("acm-hgt", "acm-gat", "freebase-rgcn", "freebase-simple-hgn")
+CONFIGS = ("acm-hgt", "acm-han", "acm-gat", "freebase-rgcn")
 
 
 def one_run(config: str, epochs: int, tuned: bool) -> dict:
