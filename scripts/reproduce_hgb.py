@@ -152,8 +152,9 @@ def main() -> int:
     text = render(frame)
     seeds = sorted(frame["seed"].unique().tolist())
     text += (f"\n_Measured with `python scripts/reproduce_hgb.py` (configs `configs/hgb/*.yaml`), seeds {seeds}, "
-             f"on {machine()}, one torch thread per run, two runs at a time; mean ± sample std over seeds; "
-             f"{len(frame)} runs. Seconds per epoch include one validation pass._")
+             f"on {machine()}, one torch thread per run; mean ± sample std over seeds; {len(frame)} runs. "
+             f"Seconds per epoch include one validation pass and are CPU seconds on a shared machine "
+             f"(2-4 runs on the two cores at once): compare them within a column only roughly._")
     print(text)
     if not heco.empty:
         heco_text = (render_heco(heco) + f"\n\n_Measured with `python scripts/reproduce_hgb.py --heco`, seeds "
