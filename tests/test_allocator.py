@@ -1,12 +1,15 @@
 """The glibc allocator settings (hgimb/engine/allocator.py): applied once, opt-out honoured."""
 import os
+import platform
 import subprocess
 import sys
 
 import pytest
 
+GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+glibc_only = pytest.mark.skipif(not GLIBC, reason="glibc mallopt only: elsewhere the settings are left alone")
+
 CHECK = (
-    "import ctypes, ctypes.util, sys\n"
     "from hgimb.engine.allocator import tune_allocator\n"
     "applied = tune_allocator()\n"
     "assert tune_allocator() is applied\n"
@@ -20,22 +23,15 @@ def _run(env_extra):
     return out.stdout.strip()
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt is Linux-only")
+@glibc_only
 def test_applied_on_glibc_and_opt_out():
-    import platform
-
-    if platform.libc_ver()[0] != "glibc":
-        pytest.skip("not glibc: the settings are left alone")
     assert _run({}) == "True"
     assert _run({"HGIMB_MALLOC": "system"}) == "False"
 
 
+@glibc_only
 def test_big_allocations_stay_in_the_heap_after_tuning():
     """With mmap disabled, freeing a 64 MiB tensor must not unmap it: the next one reuses it."""
-    import platform
-
-    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
-        pytest.skip("glibc only")
     code = (
         "import resource, torch\n"
         "from hgimb.engine.allocator import tune_allocator\n"
