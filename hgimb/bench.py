@@ -131,6 +131,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise HgimbError(f"--address {args.address} applies to --backend ray only")
     grid = grid_from_args(args)
     configs = expand(grid)  # validates every name and value before anything starts
+    from .benchkit.store import check_bench_dir
+
+    check_bench_dir(grid.out)
     if args.workers is not None and args.workers < 1:
         raise HgimbError(f"--workers must be >= 1, got {args.workers}")
     if args.dry_run:

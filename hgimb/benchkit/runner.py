@@ -48,6 +48,7 @@ from ..config import RunConfig
 from ..engine import run_experiment
 from ..errors import HgimbError
 from ..metrics import HEADLINE
+from .crossfit import crossfit_val_metrics
 from .grid import run_id, run_name
 from .store import STORE_NAME, ResultStore, latest_rows, read_rows
 
@@ -163,6 +164,8 @@ def execute(config: Dict[str, Any], key: str, log_path: str, save_dir: Optional[
                 cfg = cfg.replace(out=save_dir)
             result = run_experiment(cfg, write=bool(save_dir))
             row.update(flat_metrics(result.metrics))
+            # post-hoc remedies: validation scores out of fold, for selection (crossfit.py)
+            row.update(crossfit_val_metrics(result))
             print(f"=== run {key} ok: test macro_f1={row.get('test_macro_f1')}")
         except Exception as exc:  # recorded, not raised: one failing run must not stop the grid
             traceback.print_exc()
@@ -318,14 +321,14 @@ def _land_ray_result(item: PlannedRun, payload: Dict[str, Any]) -> Dict[str, Any
         import io
         import tarfile
 
-        from ..engine.run import _atomic_dir
+        from ..engine.outdir import atomic_dir
 
         def unpack(tmp: Path) -> None:
             with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
                 options = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
                 tar.extractall(tmp, **options)
 
-        _atomic_dir(item.save_dir, unpack)
+        atomic_dir(item.save_dir, unpack)
     return payload["row"]
 
 

@@ -30,6 +30,19 @@ def store_path(path: str | os.PathLike) -> Path:
     return path / STORE_NAME if path.is_dir() or path.suffix != ".jsonl" else path
 
 
+def check_bench_dir(path: str | os.PathLike) -> Path:
+    """Raise HgimbError unless ``path`` can be a bench directory (absent, or a directory)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise HgimbError(f"--out {path} is an existing file, not a bench directory; choose another --out")
+    ancestor = path
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise HgimbError(f"--out {path}: {ancestor} is a file, so no bench directory can be made below it")
+    return path
+
+
 def _json_default(value):
     if isinstance(value, np.integer):
         return int(value)
@@ -55,8 +68,10 @@ def read_rows(path: str | os.PathLike) -> List[Dict[str, Any]]:
             continue
         try:
             row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise HgimbError(f"{path}:{number}: not a JSON row ({exc.msg}); delete that line to rerun the run") from None
+        except ValueError as exc:  # JSONDecodeError, or UnicodeDecodeError for binary data
+            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8 text"
+            raise HgimbError(f"{path}:{number}: not a JSON row ({reason}); is this a results.jsonl written by "
+                             "hgimb.bench? Delete that line to rerun the run") from None
         if not isinstance(row, dict) or "run_id" not in row:
             raise HgimbError(f"{path}:{number}: not a results row (no run_id); delete that line")
         rows.append(row)

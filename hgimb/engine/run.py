@@ -9,9 +9,7 @@ import csv
 import inspect
 import json
 import os
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -27,6 +25,7 @@ from ..errors import HgimbError
 from ..metrics import classification_report, minority_class
 from . import distributed
 from .allocator import tune_allocator
+from .outdir import atomic_dir, check_out_dir
 from .trainer import Trainer, TrainOutcome, resolve_device
 
 # RunConfig fields a loader receives when its signature names them (crystal graph options).
@@ -146,6 +145,8 @@ def run_experiment(cfg: RunConfig, write: bool = True) -> RunResult:
     tune_allocator()
     # torchrun: join the process group its environment describes (a no-op for one process)
     world = distributed.init(resolve_device(cfg.device))
+    if write and world.is_main:
+        check_out_dir(cfg.out_dir())  # refuse a file / foreign directory / unwritable place before training
     if cfg.folds and cfg.folds > 1:
         return run_folds(cfg, write)
     task = distributed.main_first(lambda: load_task(cfg))
@@ -169,7 +170,7 @@ def run_folds(cfg: RunConfig, write: bool = True) -> RunResult:
         def extra(tmp: Path) -> None:
             for k, fold_result in enumerate(results):
                 _write_run_files(fold_result, tmp / f"fold{k}")
-        result.out_dir = _atomic_dir(cfg.out_dir(), lambda tmp: (_write_json(tmp / "metrics.json", summary),
+        result.out_dir = atomic_dir(cfg.out_dir(), lambda tmp: (_write_json(tmp / "metrics.json", summary),
                                                                  _write_yaml(tmp / "config.yaml", cfg.to_dict()),
                                                                  extra(tmp)))
     return result
@@ -250,25 +251,5 @@ def _write_run_files(result: RunResult, directory: Path) -> None:
         plots.training_curves_png(outcome.history, plot_dir / "training_curves.png", cfg.monitor, outcome.best_epoch)
 
 
-def _atomic_dir(out: Path, fill) -> Path:
-    """Build the directory under a temporary name beside ``out``, then rename it into place."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        fill(tmp)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / out.name)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
-
-
 def write_run_dir(result: RunResult, out: Path) -> Path:
-    return _atomic_dir(out, lambda tmp: _write_run_files(result, tmp))
+    return atomic_dir(out, lambda tmp: _write_run_files(result, tmp))
