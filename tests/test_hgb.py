@@ -125,7 +125,12 @@ def test_task_from_hgb(tmp_path):
 
 def test_unlabelled_target_nodes_are_minus_one_and_test_file_optional(tmp_path):
     task = load_hgb_task(write_hgb(tmp_path, label_dat_test=None), "tiny")
-    assert task.y.tolist() == [0, -1, 1, -1] and task.split["test"].numel() == 0
+    # no label.dat.test: no official test split (the official split is refused, not run empty)
+    assert task.y.tolist() == [0, -1, 1, -1] and "test" not in task.split
+    from hgimb.data.splits import make_split
+
+    with pytest.raises(HgimbError, match="without 'test'"):
+        make_split(task, split="official")
 
 
 def test_blank_lines_and_missing_final_newline(tmp_path):
@@ -170,11 +175,11 @@ BAD = {
     "duplicate node": (dict(node_dat=[*NODES, "0\tdup\t0\t1,1"]), "node.dat line 7: node id 0 appears twice (also line 1)"),
     "feature length": (dict(node_dat=_replace(NODES, 4, "2\tm2\t0\t0,0,1")), "node.dat line 4: feature vector of length 3"),
     "feature missing": (dict(node_dat=_replace(NODES, 4, "2\tm2\t0")), "node.dat line 4: node of type 'movie' lacks features"),
-    "feature not number": (dict(node_dat=_replace(NODES, 1, "0\tm0\t0\t0.5,abc")), "node.dat line 1: features"),
+    "feature not number": (dict(node_dat=_replace(NODES, 1, "0\tm0\t0\t0.5,abc")), "node.dat line 1: feature value 'abc'"),
     "link columns": (dict(link_dat=_replace(LINKS, 2, "1\t4")), "link.dat line 2: 2 tab-separated column(s)"),
     "link id not int": (dict(link_dat=_replace(LINKS, 4, "four\t1\t1\t1.0")), "link.dat line 4: source id 'four' is not an integer"),
     "link unknown node": (dict(link_dat=_replace(LINKS, 2, "1\t99\t0\t1.0")), "link.dat line 2: target node id 99 is not in node.dat"),
-    "link bad weight": (dict(link_dat=_replace(LINKS, 1, "0\t5\t0\tabc")), "link.dat line 1: weight 'abc' is not a number"),
+    "link bad weight": (dict(link_dat=_replace(LINKS, 1, "0\t5\t0\tabc")), "link.dat line 1: weight 'abc' is not a finite number"),
     "link wrong endpoints": (dict(link_dat=_replace(LINKS, 2, "5\t4\t0\t1.0")),
                              "link.dat line 2: link type 0 connects actor -> actor, but info.dat declares movie -> actor"),
     "label unknown node": (dict(label_dat=_replace(LABELS, 2, "42\t\t0\t1")), "label.dat line 2: labelled node id 42 is not in node.dat"),

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import RunConfig
-from ..errors import HgimbError
+from ..errors import HgimbError, warn_data
 from ..metrics import HEADLINE
 from .grid import PRESENTATION
 from .store import read_rows, store_path
@@ -92,7 +92,14 @@ def _metric_values(ok: pd.DataFrame, metric: str, split: str) -> pd.Series:
     column = f"{split}_{metric}"
     if column not in ok:
         return pd.Series(np.nan, index=ok.index, dtype=float)
-    return pd.to_numeric(ok[column], errors="coerce")
+    values = pd.to_numeric(ok[column], errors="coerce")
+    garbled = ok[column].notna() & values.isna()
+    if garbled.any():
+        example = ok.loc[garbled, column].iloc[0]
+        run = ok.loc[garbled, "run_id"].iloc[0] if "run_id" in ok else "?"
+        warn_data(f"{column} is not a number in {int(garbled.sum())} row(s) of the store (e.g. run {run}: "
+                  f"{str(example)[:40]!r}); those runs count as missing for it (shown as –, and in its n)")
+    return values
 
 
 def paired_test(diff: Sequence[float]) -> Dict[str, float]:
@@ -132,6 +139,12 @@ def leaderboard(frame: pd.DataFrame, metric: str = "macro_f1", split: str = "tes
     if frame.empty or "status" not in frame:
         raise HgimbError("the results store holds no runs")
     ok = frame[frame["status"] == "ok"].copy()
+    for key in BASE_KEYS + ("remedy", "seed"):
+        lacking = ok[key].isna() if key in ok else pd.Series(True, index=ok.index)
+        if lacking.any():
+            run = ok.loc[lacking, "run_id"].iloc[0] if "run_id" in ok else "?"
+            raise HgimbError(f"run {run} in the results store has no '{key}' field ({int(lacking.sum())} such row(s)); "
+                             "the row was not written by hgimb.bench: delete its line, then rerun the grid")
     if ok.empty:
         raise HgimbError(f"the results store holds no successful runs ({len(frame)} failed); see the logs")
     ok["remedy"] = remedy_labels(ok)
@@ -145,10 +158,12 @@ def leaderboard(frame: pd.DataFrame, metric: str = "macro_f1", split: str = "tes
     for key in keys:
         ok[key] = ok[key].map(_hashable)
     grouped = ok.groupby(keys + ["remedy"], dropna=False, sort=True)
-    stats = grouped[[f"_{m}" for m in metrics]].agg(["mean", "std"])
+    stats = grouped[[f"_{m}" for m in metrics]].agg(["mean", "std", "count"])
     stats.columns = [f"{name[1:]}_{stat}" for name, stat in stats.columns]
     board = stats.reset_index()
     board.insert(len(keys) + 1, "n", grouped.size().to_numpy())
+    for name in metrics:  # runs whose value is defined; fewer than n when a metric was NaN/None
+        board[f"{name}_count"] = board[f"{name}_count"].astype(int)
     board["rank"] = board.groupby(keys, dropna=False)[f"{metric}_mean"].rank(ascending=False, method="min")
 
     comparisons = []
@@ -209,7 +224,7 @@ def markdown_table(board: pd.DataFrame, metric: Optional[str] = None, digits: in
     header = (["remedy"] + [LABELS.get(m, m) for m in metrics] + ["n", "rank", f"Δ {LABELS.get(metric, metric)} vs {baseline}",
               "p (Wilcoxon)", "p (t-test)"])
     lines: List[str] = []
-    few = False
+    few = partial = False
     for group, rows in board.groupby(keys, dropna=False, sort=False):
         group = group if isinstance(group, tuple) else (group,)
         best = {m: rows[f"{m}_mean"].round(digits).max() for m in metrics}
@@ -220,6 +235,10 @@ def markdown_table(board: pd.DataFrame, metric: Optional[str] = None, digits: in
             for m in metrics:
                 mean, std = row[f"{m}_mean"], row[f"{m}_std"]
                 text = _num(mean, digits) + ("" if pd.isna(std) else f" ± {_num(std, digits)}")
+                count = row.get(f"{m}_count", row["n"])
+                if count < row["n"]:  # a mean over fewer runs than n says: say so in the cell
+                    text += f" (n={int(count)})"
+                    partial = True
                 if not pd.isna(mean) and round(mean, digits) == best[m]:
                     text = f"**{text}**"
                 cells.append(text)
@@ -239,6 +258,10 @@ def markdown_table(board: pd.DataFrame, metric: Optional[str] = None, digits: in
                      f"rank by {LABELS.get(metric, metric)}; PR-AUC: positive class for binary tasks, macro "
                      f"one-vs-rest otherwise. Δ and p: paired over the seeds both `{baseline}` and the remedy "
                      "finished (two-sided Wilcoxon signed-rank test; paired t-test).")
+        if partial:
+            lines.append("")
+            lines.append("(n=k) in a cell: the metric is undefined (NaN/None) in some runs, so its mean and std "
+                         "cover k of the group's n runs.")
         if few:
             lines.append("")
             lines.append(f"† fewer than {WILCOXON_MIN_N} paired seeds: the two-sided Wilcoxon signed-rank test "

@@ -44,17 +44,18 @@ import pandas as pd
 import torch
 from torch_geometric.data import HeteroData
 
-from ..errors import HgimbError
+from ..errors import HgimbError, warn_data
 from . import cache as _cache
 from .download import HGB_DRIVE_IDS, download, hgb_folder_name, loader_options, missing_data_error
 from .registry import DATASETS, PREFIXES
 from .task import Task
 
-FORMAT_VERSION = 1  # bump when the parsed representation changes (invalidates cached entries)
+FORMAT_VERSION = 2  # bump when the parsed representation changes (invalidates cached entries)
 HGB_FILES = ("node.dat", "link.dat", "label.dat", "label.dat.test", "info.dat")
 REQUIRED_FILES = ("node.dat", "link.dat", "label.dat")
 _INT_RE = r"\s*[+-]?\d+\s*"
 _FLOAT_RE = r"\s*[+-]?(?:\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?|nan|inf|infinity)\s*"
+_FINITE_RE = r"\s*[+-]?(?:\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)\s*"
 
 
 @dataclass
@@ -203,13 +204,13 @@ def _read_table(raw: bytes, where: str, columns: Dict[int, Tuple[str, str]], min
             if kind == "str":
                 continue
             col = text[c]
-            ok = col.str.fullmatch(_INT_RE) if kind == "int" else (col == "") | col.str.fullmatch(_FLOAT_RE, case=False)
+            ok = col.str.fullmatch(_INT_RE) if kind == "int" else (col == "") | col.str.fullmatch(_FINITE_RE)
             if kind == "int" and ok.all():
                 ok = pd.to_numeric(col, errors="coerce").abs() < 2**63
             wrong = np.flatnonzero(~ok.to_numpy(dtype=bool))
             if len(wrong):
                 i = wrong[0]
-                what = "an integer" if kind == "int" else "a number"
+                what = "an integer" if kind == "int" else "a finite number"
                 raise HgimbError(f"{where} line {int(line_no[i])}: {name} {col.iloc[i]!r} is not {what}") from None
         raise HgimbError(f"{where}: cannot parse ({exc})") from None
     for c, (_, kind) in columns.items():  # optional trailing columns that no line has
@@ -343,6 +344,12 @@ def _parse(source: _Source) -> Tuple[HeteroData, HgbInfo]:
         first = int(id_order[np.searchsorted(sorted_ids, ids[row])])
         raise nodes.fail(row, f"node id {ids[row]} appears twice (also line {int(nodes.line_no[first])})")
 
+    if info.node_types:
+        undeclared = np.flatnonzero(~np.isin(types, list(info.node_types)))
+        if len(undeclared):
+            i = int(undeclared[0])
+            raise nodes.fail(i, f"node type {types[i]} is not declared in info.dat (declared: "
+                                f"{', '.join(str(k) for k in sorted(info.node_types))})")
     type_ids, type_of_row, type_counts = np.unique(types, return_inverse=True, return_counts=True)
     type_names = _node_type_names(type_ids, info)
     type_order = np.argsort(type_of_row, kind="stable")  # rows grouped by type, file order inside
@@ -378,9 +385,15 @@ def _parse(source: _Source) -> Tuple[HeteroData, HgbInfo]:
     links = _read_table(source.read("link.dat"), source.where("link.dat"),
                         {0: ("source id", "int"), 1: ("target id", "int"), 2: ("link type", "int"), 3: ("weight", "float")},
                         3, 4, "3 or 4 (source, target, link type[, weight])")
+    link_types = links.frame[2].to_numpy(np.int64)
+    if info.link_types:
+        undeclared = np.flatnonzero(~np.isin(link_types, list(info.link_types)))
+        if len(undeclared):
+            i = int(undeclared[0])
+            raise links.fail(i, f"link type {link_types[i]} is not declared in info.dat (declared: "
+                                f"{', '.join(str(k) for k in sorted(info.link_types))})")
     src_rows = lookup(links, links.frame[0].to_numpy(np.int64), "source")
     dst_rows = lookup(links, links.frame[1].to_numpy(np.int64), "target")
-    link_types = links.frame[2].to_numpy(np.int64)
     weights = links.frame[3].to_numpy(np.float64) if 3 in links.frame else np.ones(len(link_types))
     bad_weight = (links.num_fields == 4) & ~np.isfinite(weights)
     if bad_weight.any():
@@ -517,9 +530,14 @@ def _parse_features(nodes: _Table, text: pd.Series, rows: np.ndarray, type_name:
         x = pd.read_csv(io.StringIO("\n".join(text)), sep=",", header=None, dtype=np.float32, na_filter=False,
                         skip_blank_lines=False, engine="c").to_numpy()
     except (ValueError, pd.errors.ParserError):
-        ok = text.str.fullmatch(f"{_FLOAT_RE}(?:,{_FLOAT_RE})*", case=False).to_numpy(dtype=bool)
-        i = int(np.flatnonzero(~ok)[0]) if not ok.all() else 0
-        raise nodes.fail(int(rows[i]), f"features of a '{type_name}' node are not all comma-separated numbers") from None
+        x = None
+    finite = np.isfinite(x).all(1) if x is not None else text.str.fullmatch(f"{_FINITE_RE}(?:,{_FINITE_RE})*").to_numpy(dtype=bool)
+    if not finite.all():
+        i = int(np.flatnonzero(~finite)[0])
+        values = text.iloc[i].split(",")
+        bad = next((v for v in values if not re.fullmatch(_FINITE_RE, v)), values[0])
+        raise nodes.fail(int(rows[i]), f"feature value {bad.strip()!r} of a '{type_name}' node is not a finite number; "
+                                       "features must be comma-separated finite numbers")
     return torch.from_numpy(np.ascontiguousarray(x))
 
 
@@ -595,6 +613,10 @@ def load_hgb_task(path: str | os.PathLike, name: str, cache: bool = True, node_f
         "val": torch.zeros(0, dtype=torch.long),
         "test": torch.from_numpy(info.test_index.copy()),
     }
+    if not len(info.test_index):  # no label.dat.test: no official test split (--split official refuses)
+        del split["test"]
+    if not sum(int(data[e].edge_index.shape[1]) for e in data.edge_types):
+        warn_data(f"{path}: link.dat has no links, so the graph is edgeless and models see only each node's own features")
     meta = {
         "source": str(path),
         "official_split": True,

@@ -105,9 +105,15 @@ class Task:
         counts = self.train_class_counts()
         empty = [self.class_names[c] for c in range(self.num_classes) if int(counts[c]) == 0]
         if empty:
+            if float(self.meta.get("imbalance_ratio", 1) or 1) > 1:
+                advice = "lower --imbalance-ratio or use a larger training split"
+            elif self.meta.get("official_split"):
+                advice = "the official training labels have none: add labelled examples, or use --split stratified"
+            else:
+                advice = "the dataset has too few labelled examples of it for this split: add labelled examples or raise --train-fraction"
             raise HgimbError(
                 f"class(es) {', '.join(repr(e) for e in empty)} of '{self.name}' have no training "
-                f"samples (train counts {counts.tolist()}); lower --imbalance-ratio or use a larger training split"
+                f"samples (train counts {counts.tolist()}); {advice}"
             )
         return self
 

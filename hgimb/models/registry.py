@@ -11,21 +11,56 @@ from ..registry import Registry
 
 MODELS: Registry = Registry("model")  # name -> {kind: builder}
 _BUILDERS: dict[tuple[str, str], object] = {}
+_OPTIONS: dict[tuple[str, str], dict] = {}  # (name, kind) -> declared --model-option names and defaults
+_DEFAULTS: dict[str, dict] = {}  # name -> RunConfig values the model recommends (its paper / reference code)
 
 
-def register_model(name: str, kinds=("node",), help: str = ""):
-    """Decorator: ``@register_model("rgcn", kinds=("node",))`` on a builder function."""
+def register_model(name: str, kinds=("node",), help: str = "", options=None, defaults=None):
+    """Decorator: ``@register_model("rgcn", kinds=("node",))`` on a builder function.
+
+    ``options``: the model's ``--model-option`` names with their defaults; other names are refused
+    in :func:`build_model` (``None``: the builder checks its options itself). ``defaults``: RunConfig
+    values (``lr``, ``heads``, ... and ``model_options``) that replace the global defaults when this
+    model is named and the user did not set them (:func:`model_defaults`)."""
 
     def deco(builder):
         for kind in kinds:
             if (name, kind) in _BUILDERS:
                 raise RuntimeError(f"model '{name}' registered twice for {kind} tasks")
             _BUILDERS[(name, kind)] = builder
+            if options is not None:
+                _OPTIONS[(name, kind)] = dict(options)
+        if defaults:
+            _DEFAULTS.setdefault(name, {}).update(defaults)
         if name not in MODELS:
             MODELS.register(name, help)(name)
         return builder
 
     return deco
+
+
+def model_defaults(name: str) -> dict:
+    """RunConfig values recommended by model ``name`` (empty when it has none or is unknown)."""
+    from . import _load_all  # noqa: F401  (populates the registry)
+
+    return dict(_DEFAULTS.get(name, {}))
+
+
+def model_options(name: str, kind: str):
+    """Declared ``--model-option`` names -> defaults, or None when the model checks its own."""
+    from . import _load_all  # noqa: F401
+
+    return _OPTIONS.get((name, kind))
+
+
+def check_model_options(name: str, kind: str, options) -> None:
+    declared = model_options(name, kind)
+    if declared is None:
+        return
+    unknown = sorted(set(options or {}) - set(declared) - {"metapaths"})  # metapaths: the --metapaths field
+    if unknown:
+        valid = ", ".join(f"{k} (default {v})" for k, v in sorted(declared.items())) or "none"
+        raise HgimbError(f"unknown --model-option {', '.join(unknown)} for model '{name}'; its options: {valid}")
 
 
 def model_kinds(name: str) -> list[str]:
@@ -47,4 +82,5 @@ def build_model(name: str, task, cfg):
             f"model '{name}' does not handle {task.kind} tasks; models for {task.kind} tasks: "
             f"{', '.join(models_for(task.kind))}"
         )
+    check_model_options(name, task.kind, cfg.options)
     return builder(task, cfg)
