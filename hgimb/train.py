@@ -33,6 +33,9 @@ def build_parser() -> ArgumentParser:
                             epilog=registry_listing(), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="YAML file of RunConfig keys (configs/*.yaml); flags override it")
     add_run_config_flags(parser)
+    from .advise import add_search_flags  # --remedy auto: the hgimb.advise search's flags
+
+    add_search_flags(parser.add_argument_group("--remedy auto (choose on validation with hgimb.advise)"))
     return parser
 
 
@@ -40,6 +43,9 @@ def build_parser() -> ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     cfg = config_from_args(args)
+    from .advise import resolve_auto
+
+    cfg = resolve_auto(cfg, args)  # --remedy auto: search on validation first; else unchanged
     from .engine import run_experiment
     from .engine.distributed import is_main_process
     from .metrics import format_report
