@@ -1,6 +1,6 @@
 """Whole-process A/B of hgimb's glibc allocator settings (hgimb/engine/allocator.py).
 
-    HGIMB_DATA=/work/shared/datasets .venv/bin/python scripts/bench_allocator.py   # -> BENCHMARKS.md `allocator`
+    HGIMB_DATA=<data root> .venv/bin/python scripts/bench_allocator.py   # -> BENCHMARKS.md `allocator`
     .venv/bin/python scripts/bench_allocator.py --configs acm-hgt --epochs 5 --reps 1 --no-doc
 
 Each side is a fresh ``python -m hgimb.train --config configs/hgb/<name>.yaml --epochs N`` process

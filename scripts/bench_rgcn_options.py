@@ -7,7 +7,7 @@ embeddings (HeteroInput) for featureless types, a linear projection for featured
 ``--layers`` layers of width ``--hidden``, ReLU, dropout 0.5, a linear head on the target type
 — and differ only in the convolution (and the dropout kernel where noted)::
 
-    HGIMB_DATA=/work/shared/datasets .venv/bin/python scripts/bench_rgcn_options.py [--threads 2]
+    HGIMB_DATA=<data root> .venv/bin/python scripts/bench_rgcn_options.py [--threads 2]
 
 Epochs of the different options are interleaved (round robin), so that background load on a
 shared machine hits all of them alike. Prints a markdown table: median and fastest wall-clock

@@ -10,7 +10,7 @@ repository's settings where published); every run goes through the resumable ben
 (store ``bench/hgb``), so an interrupted reproduction continues where it stopped. The table
 (test macro-F1 / micro-F1, mean ± sample std over seeds, seconds per epoch) goes into
 BENCHMARKS.md between ``<!-- table:hgb -->`` markers, beside the published ACM numbers
-(HGB Table 3 as reproduced in ANCHORS.md).
+(HGB Table 3 as reproduced in LMSPS, NeurIPS 2024, Table 1; docs/references.md).
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ DATASETS = ("acm", "freebase")
 MODELS = ("rgcn", "gat", "simple-hgn", "hgt", "han", "mlp", "metapath2vec")
 STORE = ROOT / "bench" / "hgb"
 # HGB (Lv et al., KDD 2021) Table 3, ACM, macro-F1 / micro-F1 (mean ± std of 5 seeds), as
-# reproduced in LMSPS (NeurIPS 2024) Table 1 — see ANCHORS.md. HGB has no MLP row.
+# reproduced in LMSPS (NeurIPS 2024) Table 1 — see docs/references.md. HGB has no MLP row.
 PUBLISHED_ACM = {
     "rgcn": ((91.55, 0.74), (91.41, 0.75)),
     "han": ((90.89, 0.43), (90.79, 0.43)),
@@ -42,7 +42,7 @@ PUBLISHED_ACM = {
 }
 # HeCo (Wang et al., KDD 2021) on this Freebase movie graph, a rerun of the authors' code
 # (self-supervised pre-training, then logistic regression), labels per class -> macro-F1,
-# micro-F1, AUC (ANCHORS.md).
+# micro-F1, AUC (docs/references.md).
 HECO = {20: (54.93, 57.39, 74.65), 40: (60.04, 62.77, 77.09), 60: (56.71, 59.82, 74.18)}
 HECO_MODELS = ("rgcn", "gat")
 

@@ -1,4 +1,4 @@
-"""Shared fixtures. Real data comes from $HGIMB_DATA (CI sets it to ../shared/datasets)."""
+"""Shared fixtures. Real data comes from $HGIMB_DATA (CI sets it to the shared datasets folder)."""
 import os
 from pathlib import Path
 
