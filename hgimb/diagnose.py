@@ -4,7 +4,9 @@ The library part is :func:`diagnose` (``Task -> dict``); :func:`format_report` r
 as text and :func:`main` is the CLI. Reported: sample and class counts (training split when a
 split is requested), the imbalance ratio (largest / smallest class) and its severity
 (mild < 3:1, moderate 3-10:1, severe > 10:1), the positive-class weight (binary) and inverse
-frequency class weights, a remedy combination for the severity, and for node tasks the node and
+frequency class weights, a remedy backed by the project's measured remedy tables for that regime
+(:func:`recommend`, :mod:`hgimb.evidence`) or, when they disagree, a pointer to ``hgimb.advise``
+(a search on the user's own validation split), and for node tasks the node and
 edge counts plus label homophily per class along direct relations and metapaths
 target -> X -> target (scipy sparse products over labelled nodes only).
 """
@@ -44,27 +46,76 @@ def inverse_frequency_weights(counts: np.ndarray) -> List[float]:
     return (weights * len(counts) / weights.sum()).tolist()
 
 
-def recommend(sev: str, binary: bool) -> Dict[str, str]:
-    """A remedy combination (``--remedy`` syntax) for the severity, with a one-line reason."""
-    if sev == "mild":
-        return {"remedy": "weighted",
-                "why": "mild imbalance: inverse-frequency class weights lift minority recall at no cost; "
-                       "resampling or synthesis is rarely worth it"}
-    if sev == "moderate":
-        if binary:
-            return {"remedy": "weighted+threshold",
-                    "why": "class weights fix the training signal; a decision threshold tuned on validation "
-                           "fixes the 0.5 cut-off that favours the majority"}
-        return {"remedy": "balanced-softmax",
-                "why": "balanced softmax shifts logits by the log class prior during training, which targets "
-                       "balanced error across several classes without unstable large weights"}
-    if binary:
-        return {"remedy": "pos-weight+threshold",
-                "why": "few positives: weight them by negatives/positives in the loss and choose the threshold "
-                       "on validation; judge by PR-AUC and minority F1, not accuracy"}
-    return {"remedy": "balanced-softmax+threshold",
-            "why": "severe multi-class imbalance: prior-corrected training plus per-class logit offsets tuned "
-                   "on validation; expect high variance for the rarest classes (use several seeds)"}
+ADVISE_HINT = "python -m hgimb.advise DATASET [train flags] --budget 40"
+
+
+def _rank(scores: Dict[str, List[float]], remedy: str) -> int:
+    """1 + the number of remedies with a strictly higher mean (ties share the better rank)."""
+    mean = scores[remedy][0]
+    return 1 + sum(value[0] > mean for value in scores.values())
+
+
+def recommend(sev: str, binary: bool, kind: Optional[str] = None, evidence: Optional[Dict[str, Any]] = None
+              ) -> Dict[str, Any]:
+    """A remedy backed by the project's measured tables (:mod:`hgimb.evidence`, from BENCHMARKS),
+    or ``remedy: None`` with a pointer to ``hgimb.advise`` when they do not single one out.
+
+    The tables of the regime are those of the same severity, the same number of classes (binary
+    or not) and, when given, the same ``kind`` (node / graph). A remedy is recommended only if
+    every one of those tables measured it, ranks it at or above the median, and measured its gain
+    over ``none`` larger than its own seed standard deviation; among such remedies the one with
+    the best mean relative rank. Otherwise the evidence is mixed (or absent) and the answer is a
+    search on the user's validation split. ``evidence`` defaults to the packaged file."""
+    from . import evidence as evidence_module
+
+    evidence = evidence if evidence is not None else evidence_module.load()
+    tables = [t for t in evidence["tables"] if t["severity"] == sev and bool(t["binary"]) == binary
+              and (kind is None or t["kind"] == kind)]
+    what = f"{sev} {'binary' if binary else 'multi-class'} {kind + ' ' if kind else ''}tasks"
+    out: Dict[str, Any] = {"remedy": None, "regime": what, "tables": [t["id"] for t in tables], "evidence": [],
+                           "advise": ADVISE_HINT}
+    if not tables:
+        out["why"] = (f"no measured remedy table for {what} (BENCHMARKS): choose on your own validation split "
+                      f"with hgimb.advise")
+        return out
+    common = set.intersection(*(set(t["scores"]) for t in tables)) - {"none"}
+    robust = []
+    for remedy in sorted(common):
+        ok = True
+        for t in tables:
+            n = len(t["scores"])
+            gain = t["scores"][remedy][0] - t["scores"].get("none", [float("-inf")])[0]
+            if _rank(t["scores"], remedy) > (n + 1) / 2 or not gain > t["scores"][remedy][1]:
+                ok = False
+                break
+        if ok:
+            robust.append((float(np.mean([_rank(t["scores"], remedy) / len(t["scores"]) for t in tables])), remedy))
+    bests = sorted({max(t["scores"], key=lambda r: t["scores"][r][0]) for t in tables})
+    if not robust:
+        out["why"] = (f"evidence mixed: no remedy ranks at or above the median, clear of 'none' by more than its seed "
+                      f"std, in all {len(tables)} measured table(s) for {what} (best per table: {', '.join(bests)}); "
+                      f"choose on your own validation split with hgimb.advise")
+        out["evidence"] = [_evidence_line(t, None) for t in tables]
+        return out
+    remedy = min(robust)[1]
+    out["remedy"] = remedy
+    out["evidence"] = [_evidence_line(t, remedy) for t in tables]
+    others = f"the best of {len(robust)} such remedies" if len(robust) > 1 else "the only remedy"
+    out["why"] = (f"{others} ranked at or above the median, and clear of 'none' by more than its seed std, in all "
+                  f"{len(tables)} measured table(s) for {what}"
+                  + (f"; the best differs by graph ({', '.join(bests)}): hgimb.advise picks on your validation split"
+                     if len(bests) > 1 or bests != [remedy] else ""))
+    return out
+
+
+def _evidence_line(table: Dict[str, Any], remedy: Optional[str]) -> Dict[str, Any]:
+    scores = table["scores"]
+    best = max(scores, key=lambda r: scores[r][0])
+    line = {"table": table["id"], "section": table["section"], "metric": table["metric"], "n": table["n"],
+            "remedies": len(scores), "best": [best, scores[best][0]], "none": scores.get("none", [None])[0]}
+    if remedy is not None:
+        line.update(remedy=remedy, rank=_rank(scores, remedy), score=scores[remedy])
+    return line
 
 
 def _class_basis(task, part: Optional[str]) -> tuple[np.ndarray, str]:
@@ -217,6 +268,7 @@ def diagnose(task, part: Optional[str] = None) -> Dict[str, Any]:
         "num_counted": int(items.size),
     }
     report.update(_counts_summary(counts, list(task.class_names)))
+    report["recommendation"] = recommend(report["severity"], task.num_classes == 2, kind=task.kind)
     if task.split:
         report["split_counts"] = {p: np.bincount(y[task.split[p].cpu().numpy()], minlength=task.num_classes).tolist()
                                   for p in ("train", "val", "test") if p in task.split}
@@ -280,9 +332,7 @@ def format_report(report: Dict[str, Any]) -> str:
                      f"'{report['class_names'][1]}')")
     lines.append("class weights  " + ", ".join(f"{w:.3f}" for w in report["class_weights"])
                  + " (inverse frequency, mean 1)")
-    rec = report["recommendation"]
-    lines.append(f"recommended    --remedy {rec['remedy']}")
-    lines.append(f"               {rec['why']}")
+    lines += format_recommendation(report["recommendation"], report.get("dataset"))
     crystal = report.get("crystal")
     if crystal:
         text = (f"crystals       {crystal['num_graphs']} graphs, {crystal['atoms_mean']:.1f} atoms mean, "
@@ -316,6 +366,22 @@ def format_report(report: Dict[str, Any]) -> str:
             for path, why in result["skipped"].items():
                 lines.append(f"  {path}: skipped ({why})")
     return "\n".join(lines)
+
+
+def format_recommendation(rec: Dict[str, Any], dataset: Optional[str] = None) -> List[str]:
+    """The recommendation, the measured tables it rests on, and the hgimb.advise pointer."""
+    hint = rec.get("advise", ADVISE_HINT).replace("DATASET", dataset or "DATASET")
+    head = f"--remedy {rec['remedy']}" if rec["remedy"] else "no fixed remedy: search on validation"
+    lines = [f"recommended    {head}", f"               {rec['why']}"]
+    for item in rec.get("evidence", []):
+        metric, digits = ("macro-F1", 2) if item["metric"] == "macro_f1" else ("PR-AUC", 3)
+        mine = (f"{item['remedy']} rank {item['rank']}/{item['remedies']} ({item['score'][0]:.{digits}f} ± "
+                f"{item['score'][1]:.{digits}f}), " if "rank" in item else "")
+        none = "n/a" if item["none"] is None else f"{item['none']:.{digits}f}"
+        lines.append(f"                 BENCHMARKS section {item['section']}, {item['table']}: {mine}best {item['best'][0]} "
+                     f"{item['best'][1]:.{digits}f}, none {none} (test {metric}, {item['n']} seeds)")
+    lines.append(f"               search: {hint}")
+    return lines
 
 
 # ---------------------------------------------------------------------------- CLI
@@ -363,6 +429,50 @@ def load_for_diagnosis(dataset: str, root=None, threshold: Optional[float] = Non
     return loader(data_root(root), **fixed, **options)
 
 
+# ---------------------------------------------------------------------------- --thresholds
+def parse_thresholds(text: str) -> List[float]:
+    """``"300,500,600"`` -> ``[300.0, 500.0, 600.0]`` (finite numbers, at least one)."""
+    values = []
+    for token in str(text).split(","):
+        try:
+            value = float(token)
+        except ValueError:
+            raise HgimbError(f"--thresholds expects comma-separated numbers (e.g. 300,500,600), got '{token.strip()}'") from None
+        if not np.isfinite(value):
+            raise HgimbError(f"--thresholds: {token.strip()} is not a finite number")
+        values.append(value)
+    return values
+
+
+def threshold_table(values: np.ndarray, thresholds: List[float]) -> List[Dict[str, Any]]:
+    """Class counts and imbalance of the binary label ``value > T`` for every threshold T (the
+    check_class_distribution step of choosing a threshold): negatives, positives, positive
+    share, imbalance ratio (larger / smaller class; None when a class is empty), severity and
+    the BCE ``pos_weight`` (negatives / positives)."""
+    values = np.asarray(values, dtype=np.float64)
+    rows = []
+    for threshold in thresholds:
+        positives = int((values > threshold).sum())
+        negatives = int(values.size - positives)
+        small, large = min(positives, negatives), max(positives, negatives)
+        ratio = float(large / small) if small else None
+        rows.append({"threshold": threshold, "negatives": negatives, "positives": positives,
+                     "positive_share": positives / max(values.size, 1), "imbalance_ratio": ratio,
+                     "severity": severity(ratio), "pos_weight": float(negatives / positives) if positives else None})
+    return rows
+
+
+def format_threshold_table(name: str, rows: List[Dict[str, Any]]) -> str:
+    lines = [f"{name}: {rows[0]['negatives'] + rows[0]['positives']} samples, binary label = target > threshold",
+             f"  {'threshold':>10} {'<= T':>7} {'> T':>7} {'positive %':>10} {'ratio':>8} {'severity':>9} {'pos_weight':>10}"]
+    for row in rows:
+        ratio = f"{row['imbalance_ratio']:.1f}:1" if row["imbalance_ratio"] is not None else "one class"
+        weight = f"{row['pos_weight']:.2f}" if row["pos_weight"] is not None else "-"
+        lines.append(f"  {row['threshold']:>10g} {row['negatives']:>7} {row['positives']:>7} "
+                     f"{100 * row['positive_share']:>9.1f}% {ratio:>8} {row['severity']:>9} {weight:>10}")
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .cli import ArgumentParser
 
@@ -374,6 +484,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("dataset", help="dataset name, crystal:<dir>, hgb:<path>, or a path to an id_prop.csv / dir")
     parser.add_argument("--data-root", default=None, help="data root (default $HGIMB_DATA or ./datasets)")
     parser.add_argument("--threshold", type=float, default=None, help="crystal datasets: binary label = target > T")
+    parser.add_argument("--thresholds", default=None, metavar="T1,T2,...",
+                        help="crystal datasets: class counts and imbalance ratio for each threshold, in one table")
     parser.add_argument("--split", choices=("official", "stratified"), default=None,
                         help="count the training split of this split (default: all labelled items)")
     parser.add_argument("--imbalance-ratio", type=float, default=1.0,
@@ -387,6 +499,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.thresholds is not None:
+        return _main_thresholds(args)
     if args.imbalance_ratio != 1.0 and args.split is None:
         args.split = "official"  # an imbalance split is applied to a split: the dataset's own one
     task = load_for_diagnosis(args.dataset, args.data_root, args.threshold, args.skip_bad, quiet=args.json)
@@ -402,6 +516,24 @@ def _main(argv: Optional[List[str]] = None) -> int:
         print(json.dumps(report, indent=2, default=_json_default))
     else:
         print(format_report(report))
+    return 0
+
+
+def _main_thresholds(args) -> int:
+    """``--thresholds``: one load, then the label's class counts per threshold."""
+    if args.threshold is not None or args.split is not None:
+        raise HgimbError("--thresholds tabulates whole-dataset counts; drop --threshold / --split")
+    thresholds = parse_thresholds(args.thresholds)
+    task = load_for_diagnosis(args.dataset, args.data_root, thresholds[0], args.skip_bad, quiet=True)
+    values = task.meta.get("raw_target")
+    if values is None:
+        raise HgimbError(f"--thresholds applies to datasets with real-valued targets (crystal graphs); "
+                         f"'{args.dataset}' has class labels")
+    rows = threshold_table(values, thresholds)
+    if args.json:
+        print(json.dumps({"dataset": task.name, "thresholds": rows}, indent=2))
+    else:
+        print(format_threshold_table(task.name, rows))
     return 0
 
 

@@ -225,7 +225,26 @@ BAD_CASES = {
     "duplicate id": (["a,0", "b,1", "a,1"], {}, ["id_prop.csv line 3", "id a", "twice", "line 1"]),
     "malformed line": (["a,0", "b,1", "c,0,extra"], {}, ["id_prop.csv line 3", "expected 'id,target'"]),
     "missing element": (["a,0", "b,1", "ag,1"], {}, ["ag.cif", "id ag", "Ag (Z=47)", "atom_init.json"]),
+    # issue 16: an id must not reach a CIF outside the dataset folder
+    "path outside the folder": (["a,0", "b,1", "../x,1"], {"../x": "valid"}, ["line 3", "'../x'", "not a plain file name"]),
+    # issue 16: pymatgen's "integer out of bounds for int16" / "integer modulo by zero" made readable
+    "unknown element symbol": (["a,0", "b,1", "xx,1"], {"xx": "Xx"}, ["xx.cif", "id xx", "'Xx'", "not chemical elements"]),
+    "no atoms": (["a,0", "b,1", "empty,1"], {"empty": "no atoms"}, ["empty.cif", "id empty", "no atom sites"]),
+    "no atom loop": (["a,0", "b,1", "empty,1"], {"empty": "no atom loop"}, ["empty.cif", "id empty", "no atom sites"]),
 }
+
+
+def _broken_cif(kind: str) -> str:
+    text = rocksalt().to(fmt="cif")
+    if kind == "valid":
+        return text
+    if kind == "Xx":
+        return text.replace(" Na ", " Xx ").replace("Na0", "Xx0")
+    if kind == "no atoms":  # the atom-site loop without rows (issue 16: "integer modulo by zero")
+        return "\n".join(line for line in text.splitlines() if not line.startswith(("  Na", "  Cl")))
+    if kind == "no atom loop":  # header and symmetry loop only
+        return text.split("loop_\n _atom_site_type_symbol")[0]
+    return kind
 
 
 def _bad_dir(tmp_path, case):
@@ -234,7 +253,7 @@ def _bad_dir(tmp_path, case):
                   "ag": Structure(Lattice.cubic(4.1), ["Ag", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])}
     d = write_dir(tmp_path / case.replace(" ", "_"), structures, lines)
     for item_id, text in broken.items():
-        (d / f"{item_id}.cif").write_text(text)
+        (d / f"{item_id}.cif").write_text(_broken_cif(text))
     return d
 
 
@@ -253,10 +272,45 @@ def test_bad_input_one_line_message(tmp_path, case):
 @pytest.mark.parametrize("case", sorted(BAD_CASES))
 def test_skip_bad_drops_the_row_with_a_warning(tmp_path, case):
     d = _bad_dir(tmp_path, case)
-    with pytest.warns(UserWarning, match="skipped 1 bad row"):
+    with pytest.warns(UserWarning, match="skipped 1 bad row") as caught:
         task = crystal.load_crystal_dir(d, name="t", skip_bad=True)
     assert task.item_ids.tolist() == ["a", "b"]
     assert len(task.graphs) == 2 and len(task.meta["skipped"]) == 1
+    # issue 16: one line, no internal source path
+    shown = warnings.formatwarning(caught[0].message, caught[0].category, caught[0].filename, caught[0].lineno)
+    assert shown.count("\n") == 1 and ".py" not in shown and shown.startswith("warning: ")
+
+
+def test_nan_in_atom_init_is_a_clear_error(tmp_path):
+    features = {**ATOM_FEATURES, 17: [0.0, float("nan"), 0.25]}
+    d = write_dir(tmp_path / "d", {"a": rocksalt(), "b": triclinic()}, ["a,0", "b,1"], atom_init=features)
+    (d / "atom_init.json").write_text((d / "atom_init.json").read_text().replace("NaN", "NaN"))
+    with pytest.raises(HgimbError, match=r"atom_init.json: element 17 has a non-finite feature value \(nan at position 1\)"):
+        crystal.load_crystal_dir(d, name="t")
+
+
+def test_fast_data_equals_pyg_data():
+    from torch_geometric.data import Data
+
+    values = dict(x=torch.randn(3, 2), edge_index=torch.tensor([[0, 1], [1, 2]]), y=torch.tensor([1]), num_nodes=3)
+    fast, slow = crystal._data(**values), Data(**values)
+    assert fast.keys() == slow.keys() and fast.num_nodes == slow.num_nodes == 3
+    for key in slow.keys():
+        if isinstance(slow[key], torch.Tensor):
+            assert torch.equal(fast[key], slow[key])
+
+
+def test_edge_feature_cache_is_reused_and_exact(tmp_path):
+    d = write_dir(tmp_path / "d", {"a": rocksalt(), "b": triclinic()}, ["a,0", "b,1"])
+    first = crystal.load_crystal_dir(d, name="t")
+    files = sorted((tmp_path / "cache" / "crystal").glob("*.pt"))
+    assert len(files) == 2  # parsed graphs + edge features
+    second = crystal.load_crystal_dir(d, name="t")
+    for g1, g2 in zip(first.graphs, second.graphs):
+        assert torch.equal(g1.edge_attr, g2.edge_attr)
+        assert torch.equal(g2.edge_attr, crystal.gaussian_expand(g2.dist, 8.0, 0.2))
+    assert sorted((tmp_path / "cache" / "crystal").glob("*.pt")) == files
+    assert not list((tmp_path / "cache" / "crystal").glob("*.tmp"))
 
 
 def test_skip_bad_counts_all_and_fails_when_nothing_is_left(tmp_path):

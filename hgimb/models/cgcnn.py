@@ -9,12 +9,20 @@ Mapping of :class:`ModelConfig` onto CGCNN (Xie & Grossman 2018; defaults atom f
 ``hidden`` -> atom feature size (64), ``layers`` -> number of conv layers (CGCNN uses 3; pass
 ``--layers 3``), ``dropout`` -> the dropout after pooling (CGCNN's ``nn.Dropout()``, p = 0.5).
 ``options``: ``fc_hidden`` (128), ``fc_layers`` (1 = conv_to_fc only), ``pool``
-(mean | add | max), ``batch_norm`` (true).
+(mean | add | max), ``batch_norm`` (true), ``globals`` (concat | none) and ``global_hidden`` (64).
+
+Hybrid readout: when the graphs carry per-crystal features ``u`` (``--features magpie``,
+``chgnet``), ``cgcnn`` standardises them with training-split statistics (clipped to +-10 sd),
+maps them through one softplus layer of ``global_hidden`` units and concatenates the result with
+the pooled, ``conv_to_fc``-transformed atom embedding before dropout and the head (as MEGNet
+feeds its state vector ``u`` into the readout; ``globals=none`` ignores ``u``).
 
 BatchNorm uses batch statistics only in training; in eval mode it uses running statistics, so
 a graph's output never depends on which other graphs share its batch (tested).
 """
 from __future__ import annotations
+
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +34,7 @@ from .base import GraphModel, ModelConfig
 from .registry import register_model
 
 _POOLS = ("mean", "add", "max")
+GLOBAL_CLIP = 10.0  # standardised descriptors are clipped to +-10 sd: heavy tails must not dominate
 
 
 def _pool(name: str):
@@ -99,8 +108,9 @@ class CGCNN(GraphModel):
 
     def __init__(self, node_dim: int, edge_dim: int, num_classes: int, atom_fea_len: int = 64, n_conv: int = 3,
                  fc_hidden: int = 128, fc_layers: int = 1, dropout: float = 0.5, pool: str = "mean",
-                 batch_norm: bool = True):
-        super().__init__(fc_hidden, num_classes)
+                 batch_norm: bool = True, global_stats: Optional[tuple] = None, global_hidden: int = 64):
+        fused = global_stats is not None
+        super().__init__(fc_hidden + (global_hidden if fused else 0), num_classes)
         self.embedding = nn.Linear(node_dim, atom_fea_len)
         # CGConv: x_i + BN(sum_j sigmoid(z W_f) * softplus(z W_s)), z = [x_i, x_j, e_ij]; CGCNN then
         # applies softplus to that sum, which CGConv leaves out, so forward adds it.
@@ -110,6 +120,12 @@ class CGCNN(GraphModel):
         self.fcs = nn.ModuleList(nn.Linear(fc_hidden, fc_hidden) for _ in range(fc_layers - 1))
         self.dropout = dropout
         self.pool = _pool(pool)
+        self.global_fc = None
+        if fused:  # hybrid readout: per-crystal descriptors (data.u), standardised, one layer
+            mean, std = global_stats
+            self.register_buffer("global_mean", mean.float())
+            self.register_buffer("global_std", std.float())
+            self.global_fc = nn.Linear(mean.numel(), global_hidden)
 
     def encode(self, batch) -> torch.Tensor:
         index, num_graphs = _graph_index(batch)
@@ -118,6 +134,9 @@ class CGCNN(GraphModel):
             x = F.softplus(conv(x, batch.edge_index, batch.edge_attr))
         h = self.pool(x, index, size=num_graphs)
         h = F.softplus(self.conv_to_fc(F.softplus(h)))
+        if self.global_fc is not None:
+            u = ((batch.u - self.global_mean) / self.global_std).clamp(-GLOBAL_CLIP, GLOBAL_CLIP)
+            h = torch.cat([h, F.softplus(self.global_fc(u))], dim=1)
         h = F.dropout(h, p=self.dropout, training=self.training)
         for fc in self.fcs:
             h = F.softplus(fc(h))
@@ -153,16 +172,37 @@ class CrystalGAT(GraphModel):
         return F.elu(self.fc(h))
 
 
-@register_model("cgcnn", kinds=("graph",), help="CGCNN (PyG CGConv) for crystal graphs")
+@register_model("cgcnn", kinds=("graph",), help="CGCNN (PyG CGConv) for crystal graphs",
+                # CGCNN's reference settings at this data size (3 conv layers, no dropout, mini-batches of 64)
+                defaults={"layers": 3, "dropout": 0.0, "lr": 0.003, "weight_decay": 0.0, "batch_size": 64,
+                          "epochs": 60, "patience": 20})
 def build_cgcnn(task, cfg: ModelConfig) -> CGCNN:
     node_dim, edge_dim = _input_dims(task)
-    opts = _options(cfg, "cgcnn", {"fc_hidden": 128, "fc_layers": 1, "pool": "mean", "batch_norm": True})
-    for key in ("fc_hidden", "fc_layers"):
+    opts = _options(cfg, "cgcnn", {"fc_hidden": 128, "fc_layers": 1, "pool": "mean", "batch_norm": True,
+                                   "globals": "concat", "global_hidden": 64})
+    for key in ("fc_hidden", "fc_layers", "global_hidden"):
         if int(opts[key]) < 1:
             raise HgimbError(f"model 'cgcnn': option {key} must be >= 1, got {opts[key]}")
+    if opts["globals"] not in ("concat", "none"):
+        raise HgimbError(f"model 'cgcnn': option globals must be concat or none, got {opts['globals']!r}")
+    stats = global_feature_stats(task) if opts["globals"] == "concat" else None
     return CGCNN(node_dim, edge_dim, task.num_classes, atom_fea_len=cfg.hidden, n_conv=cfg.layers,
                  fc_hidden=int(opts["fc_hidden"]), fc_layers=int(opts["fc_layers"]), dropout=cfg.dropout,
-                 pool=opts["pool"], batch_norm=bool(opts["batch_norm"]))
+                 pool=opts["pool"], batch_norm=bool(opts["batch_norm"]), global_stats=stats,
+                 global_hidden=int(opts["global_hidden"]))
+
+
+def global_feature_stats(task) -> Optional[tuple]:
+    """(mean, std) of the per-crystal features ``data.u`` over the *training* graphs (all graphs
+    before a split), or None when the graphs carry none. Label-free, fixed at build time, so a
+    graph's standardised input never depends on its batch."""
+    if not task.graphs or getattr(task.graphs[0], "u", None) is None:
+        return None
+    train = task.split.get("train") if task.split else None
+    rows = train.tolist() if train is not None and train.numel() else range(len(task.graphs))
+    u = torch.cat([task.graphs[i].u for i in rows], dim=0).double()
+    std = u.std(0, unbiased=False)
+    return u.mean(0), torch.where(std > 1e-8, std, torch.ones_like(std))
 
 
 @register_model("gat", kinds=("graph",), help="GAT (PyG GATConv with edge features)")

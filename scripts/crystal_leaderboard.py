@@ -1,0 +1,111 @@
+"""The crystal leaderboard: run configs/bench/crystal-leaderboard.yaml and write its table into
+BENCHMARKS.md section 2 (between the ``crystal-leaderboard`` markers).
+
+    python scripts/crystal_leaderboard.py                     # run what is missing, write the table
+    python scripts/crystal_leaderboard.py --models random-forest,hist-gb   # run only these now
+    python scripts/crystal_leaderboard.py --threshold 300     # same grid at Tc > 300 K (own store)
+    python scripts/crystal_leaderboard.py --report-only       # table from the store, no runs
+
+Columns (test split, mean ± sample std over seeds): PR-AUC and ROC-AUC of the positive class;
+F1 and recall of the positive class at the decision threshold fitted on validation (every
+remedy in the grid ends in ``threshold``); seconds of training (``fit`` for tabular models,
+all epochs for GNNs); n = seeds. Rows are sorted by PR-AUC. Only rows of the grid as it is now
+count (editing the grid makes new run ids). With ``--threshold`` the table is printed, and
+written into BENCHMARKS.md only for the grid's own threshold.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from bench_docs import machine, mean_std, replace_section  # noqa: E402
+from hgimb.benchkit import expand, load_grid, load_results, run_grid, run_id  # noqa: E402
+from hgimb.benchkit.grid import Grid  # noqa: E402
+
+GRID = "configs/bench/crystal-leaderboard.yaml"
+SECTION = "crystal-leaderboard"
+GNN_MODELS = ("cgcnn", "gat")  # rows that contain a GNN (for the reading under the table)
+
+
+def cell(values: pd.Series, digits: int = 3) -> str:
+    """mean ± sample std; a single seed has no std, so only its value."""
+    return mean_std(values, digits) if len(values) > 1 else f"{float(values.iloc[0]):.{digits}f}"
+
+
+def table(frame: pd.DataFrame) -> str:
+    lines = ["| model | features | remedy | PR-AUC | ROC-AUC | F1 (positive, val threshold) | recall (positive) | "
+             "train s | n |", "|---|---|---|---|---|---|---|---|---|"]
+    rows = []
+    for (model, features, remedy), group in frame.groupby(["model", "features", "remedy"], sort=False):
+        rows.append((group["test_pr_auc"].mean(), model, features, remedy, group))
+    for _, model, features, remedy, group in sorted(rows, key=lambda r: -r[0]):
+        lines.append(f"| {model} | {features} | {remedy} | {cell(group['test_pr_auc'])} | "
+                     f"{cell(group['test_roc_auc'])} | {cell(group['test_minority_f1'])} | "
+                     f"{cell(group['test_minority_recall'])} | {cell(group['train_seconds'], 1)} | "
+                     f"{len(group)} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threshold", type=float, default=None, help="override the grid's threshold (own store)")
+    parser.add_argument("--models", default=None, help="run only these models now (comma-separated)")
+    parser.add_argument("--features", default=None, help="run only these feature sets now (comma-separated)")
+    parser.add_argument("--seeds", default=None, help="run only these seeds now (e.g. 0-2)")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args()
+
+    grid = load_grid(ROOT / GRID)
+    own_threshold = float(grid.fixed.get("threshold"))
+    out = ROOT / (grid.out or "bench/crystal-leaderboard")
+    if args.threshold is not None and args.threshold != own_threshold:
+        grid = grid.merged(Grid(fixed={"threshold": float(args.threshold)}, source="--threshold"))
+        out = out.with_name(f"{out.name}-t{args.threshold:g}")
+    configs = expand(grid)
+    if not args.report_only:
+        todo = configs
+        if args.models:
+            wanted = {m.strip() for m in args.models.split(",")}
+            todo = [c for c in todo if c.model in wanted]
+        if args.features:
+            wanted_features = {f.strip() for f in args.features.split(",")}
+            todo = [c for c in todo if c.features in wanted_features]
+        if args.seeds:
+            from hgimb.benchkit import parse_seeds
+
+            seeds = set(parse_seeds(args.seeds))
+            todo = [c for c in todo if c.seed in seeds]
+        run_grid(todo, out, workers=args.workers, quiet=True)
+    frame = load_results(out)
+    current = {run_id(c) for c in configs}
+    frame = frame[(frame["status"] == "ok") & frame["run_id"].isin(current)]
+    if frame.empty:
+        print("no finished runs in the store yet")
+        return 1
+    threshold = args.threshold if args.threshold is not None else own_threshold
+    text = table(frame)
+    planned = len(configs)
+    if len(frame) < planned:
+        text += (f"\n\n**Incomplete:** {len(frame)} of the grid's {planned} runs are in the store; the n column "
+                 f"gives the seeds behind each mean (rerun the command to add the rest).")
+    text += (f"\n\n_magnetic-tc, Tc > {threshold:g} K; measured with `python scripts/crystal_leaderboard.py"
+             f"{'' if threshold == own_threshold else f' --threshold {threshold:g}'}` (grid `{GRID}`), seeds "
+             f"{sorted(frame['seed'].unique().tolist())}, on {machine()}; mean ± sample std over seeds; "
+             f"{len(frame)} runs; one torch thread and one scikit-learn job per run, on cores shared with other "
+             f"jobs (seconds overstate an idle machine)._")
+    if threshold == own_threshold:
+        replace_section(ROOT / "BENCHMARKS.md", SECTION, text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
