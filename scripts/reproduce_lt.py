@@ -1,41 +1,40 @@
-"""Class-imbalanced node classification on Cora with the GraphENS / TAM protocol, next to the
-published GCN numbers (BENCHMARKS.md section ``lt``).
+"""Class-imbalanced node classification with the published protocols (BENCHMARKS.md section 3).
 
-    python scripts/reproduce_lt.py                    # run what is missing, rewrite the table
-    python scripts/reproduce_lt.py --report-only      # rewrite the table from the results store
-    python scripts/reproduce_lt.py --settings step10 --models gcn --seeds 0-4
+    python scripts/reproduce_lt.py                                 # both protocols, every backbone
+    python scripts/reproduce_lt.py --protocols step10 --models gcn --seeds 0-9
+    python scripts/reproduce_lt.py --report-only                   # rewrite the tables from the stores
+    python scripts/reproduce_lt.py --protocols lt100 --patience 300   # a cheaper, labelled budget
 
-Settings:
+Protocols (one bench grid each; the dataset is an axis, ``--datasets citeseer`` runs the same
+protocol on CiteSeer when its files are under $HGIMB_DATA):
 
-* ``step10`` -- ``configs/bench/lt-cora.yaml`` as written: the Planetoid public split, step
-  imbalance rho = 10 (the C // 2 = 3 last classes keep 2 of their 20 training nodes), backbones
-  gcn/gat/sage, remedies none (cross-entropy), weighted (re-weight), smote (GraphSMOTE-like),
-  balanced-softmax, tam (BS + TAM) and graphens. This is the protocol of GraphENS (ICLR 2022) and
-  TAM (ICML 2022); the published GCN numbers come from Table 2 of Yan et al., "Geometric Imbalance
-  in Semi-Supervised Node Classification", as tabulated in the project's ANCHORS.md.
-* ``lt100`` -- the same grid with ``LT_SETTING`` on top: a long-tailed training set, rho = 100,
-  drawn from a stratified split the size of Planetoid's ``full`` split (about 1,208 training /
-  500 validation / 1,000 test nodes). GraphSHA's protocol differs: it keeps the ``full`` split's
-  fixed validation/test nodes and *removes* the lowest-degree nodes of each class (with their
-  edges) from the graph, while hgimb only unlabels training nodes (uniformly at random) and keeps
-  the graph whole -- its numbers are not directly comparable.
+* ``step10`` -- ``configs/lt/step10.yaml``: GraphENS / TAM, step imbalance rho = 10 on the public
+  split, the reference backbones, 2,000 epochs, ReduceLROnPlateau, selection by validation
+  (accuracy + macro-F1) / 2, 10 seeds.
+* ``lt100`` -- ``configs/lt/lt100.yaml``: GraphSHA, long-tailed rho = 100 on the ``full`` split with
+  the lowest-degree training nodes and their edges removed, 900 epochs, 10 seeds.
 
-Runs go through the resumable bench runner (``hgimb.benchkit.run_grid``; finished runs are
-skipped). By default one worker process with one torch thread (``HGIMB_THREADS=1``), leaving a
-core of a 2-core machine free; on a shared 2-core machine two torch threads per run slowed Cora
-epochs by more than 10x.
+Each table gives, per remedy and backbone, test balanced accuracy / macro-F1 (mean ± sample std
+over seeds), a paired t-test against cross-entropy on the same seeds (bAcc), and for the GCN
+column the published number with a one-sample t-test of the seeds against it (the papers
+publish means, not per-seed results, so no paired test against them is possible). Runs go
+through the resumable bench runner (finished runs are skipped); one worker with one torch
+thread by default.
+
+``--patience N`` stops a run after N epochs without a better validation score (the reference
+code has no early stopping); rows run that way are a different run id and the table says so.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import platform
-import re
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
+import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,192 +44,288 @@ from hgimb.benchkit import expand, load_grid, load_results, run_grid  # noqa: E4
 from hgimb.benchkit.grid import Grid, parse_axis, parse_seeds, run_id  # noqa: E402
 from hgimb.errors import HgimbError  # noqa: E402
 
-GRID = "configs/bench/lt-cora.yaml"
 DOC = "BENCHMARKS.md"
 SECTION = "lt"
-# Planetoid 'full' split of Cora: 2,708 nodes, 500 validation, 1,000 test, the rest (1,208) training
-LT_SETTING = {"split": "stratified", "train_fraction": round(1208 / 2708, 4), "test_fraction": round(1000 / 2708, 4),
-              "imbalance_ratio": 100.0, "imbalance_type": "long-tail"}
-SETTINGS = ("step10", "lt100")
-DEFAULT_MODELS = {"step10": None, "lt100": ["gcn"]}  # None: the grid's models
-TITLES = {"step10": "Step imbalance, ρ = 10, Planetoid public split",
-          "lt100": "Long-tailed, ρ = 100, stratified split of the size of Planetoid's full split"}
-# Yan et al., "Geometric Imbalance in Semi-Supervised Node Classification", Table 2: GCN on Cora,
-# step rho = 10, balanced accuracy / macro-F1 (%), as tabulated in /work/shared/ANCHORS.md.
-PUBLISHED = {"none": ("Cross-entropy", 62.82, 61.67), "weighted": ("Re-weight", 65.36, 64.97),
-             "smote": ("GraphSMOTE", 66.39, 65.49), "balanced-softmax": ("Balanced Softmax", 69.98, 68.68),
-             "tam": ("BS + TAM", 69.94, 69.54), "graphens": ("GraphENS", 70.89, 70.90)}
-DATASETS = {"cora": ("planetoid", "ind.cora.x"), "citeseer": ("planetoid", "ind.citeseer.x")}
+PROTOCOLS = {"step10": "configs/lt/step10.yaml", "lt100": "configs/lt/lt100.yaml"}
+TITLES = {"step10": "Step imbalance ρ = 10, public split (GraphENS / TAM protocol, `configs/lt/step10.yaml`)",
+          "lt100": "Long-tailed ρ = 100, `full` split, low-degree nodes removed (GraphSHA protocol, `configs/lt/lt100.yaml`)"}
+LABELS = {"none": "CE", "weighted": "re-weight", "smote": "smote (GraphSMOTE-like)",
+          "balanced-softmax": "balanced softmax", "tam": "BS + TAM", "graphens": "graphens (GraphENS-like)",
+          "graphens+tam": "graphens + TAM (CE base)"}
+# Published Cora numbers with a GCN backbone: (method, bAcc, macro-F1, source).
+YAN = "Yan et al., Geometric Imbalance in Semi-Supervised Node Classification, Table 2, arXiv 2303.10371"
+PUBLISHED: Dict[str, Dict[str, tuple]] = {
+    "step10": {"none": ("Cross-entropy", 62.82, 61.67, YAN), "weighted": ("Re-weight", 65.36, 64.97, YAN),
+               "smote": ("GraphSMOTE", 66.39, 65.49, YAN), "balanced-softmax": ("Balanced Softmax", 69.98, 68.68, YAN),
+               "tam": ("BS + TAM", 69.94, 69.54, YAN), "graphens": ("GraphENS", 70.89, 70.90, YAN),
+               "graphens+tam": ("GraphENS + TAM", 71.69, 72.14, YAN)},
+    "lt100": {},
+}
+# Remedy parameters per remedy where one protocol runs a remedy two ways: TAM's README runs
+# "Balanced Softmax + TAM" with --loss_type bs (tam's default base) and "GraphENS + TAM" with
+# --loss_type ce. A grid's remedy_params apply to every remedy, so the script sets these.
+PER_REMEDY_PARAMS = {"graphens+tam": {"base": "ce"}}
+DATASETS = {"cora": ("planetoid", "ind.cora.x"), "citeseer": ("planetoid", "ind.citeseer.x"),
+            "pubmed": ("planetoid", "ind.pubmed.x")}
 
 
-def setting_grid(grid: Grid, setting: str, models: List[str] | None, seeds: List[int] | None) -> Grid:
-    """The grid of one setting: the file's grid with the setting's keys and the requested axes."""
-    fixed = dict(grid.fixed)
-    axes = dict(grid.axes)
-    if setting == "lt100":
-        for key, value in LT_SETTING.items():
-            axes.pop(key, None)
-            fixed[key] = value
-    if models:
-        axes["model"] = models
-    if seeds:
-        axes["seed"] = seeds
-    return Grid(axes, fixed, dict(grid.dataset_overrides), grid.out, source=f"{grid.source} [{setting}]")
+def protocol_grid(protocol: str, models, remedies, seeds, datasets, patience: Optional[int]) -> Grid:
+    grid = load_grid(ROOT / PROTOCOLS[protocol])
+    axes, fixed = dict(grid.axes), dict(grid.fixed)
+    for key, values in (("model", models), ("remedy", remedies), ("seed", seeds), ("dataset", datasets)):
+        if values:
+            axes[key] = values
+    if patience:
+        fixed["patience"] = int(patience)
+    if remedies:  # keep only the remedy parameters some chosen remedy declares (tam's base, ...)
+        from hgimb.imbalance import build_remedy
+
+        declared = {k for r in remedies for part in build_remedy(r).parts for k in part.params}
+        fixed["remedy_params"] = {k: v for k, v in fixed.get("remedy_params", {}).items() if k in declared}
+    return Grid(axes, fixed, dict(grid.dataset_overrides), grid.out, source=f"{grid.source} [{protocol}]")
 
 
-def available_datasets(grid: Grid, data_root: Path) -> Dict[str, str]:
-    """Dataset name -> '' when its files exist under the data root, else a note why it is skipped."""
-    out = {}
-    for name in grid.axes.get("dataset", []):
-        parts = DATASETS.get(name)
-        out[name] = "" if parts is None or (data_root / parts[0] / parts[1]).is_file() else (
-            f"{name}: {data_root / parts[0]}/ind.{name}.* not found under the data root, skipped")
+def configs_of(grid: Grid):
+    """The grid's runs, with :data:`PER_REMEDY_PARAMS` applied."""
+    out = []
+    for config in expand(grid):
+        extra = PER_REMEDY_PARAMS.get(config.remedy)
+        out.append(config.replace(remedy_params={**config.remedy_params, **extra}) if extra else config)
     return out
 
 
-def mean_std(values: pd.Series, scale: float = 100.0, digits: int = 1) -> str:
-    values = values.dropna().astype(float) * scale
+def missing_datasets(names: List[str], data_root: Path) -> Dict[str, str]:
+    notes = {}
+    for name in names:
+        parts = DATASETS.get(name)
+        if parts is not None and not (data_root / parts[0] / parts[1]).is_file():
+            notes[name] = f"{name}: {data_root / parts[0]}/ind.{name}.* not found under the data root, skipped"
+    return notes
+
+
+def paired_p(a: pd.Series, b: pd.Series) -> Optional[float]:
+    """Two-sided paired t-test p-value of ``a`` vs ``b`` over the seeds both have."""
+    from scipy import stats
+
+    joined = pd.concat([a, b], axis=1, join="inner").dropna()
+    if len(joined) < 3 or np.allclose(joined.iloc[:, 0], joined.iloc[:, 1]):
+        return None
+    return float(stats.ttest_rel(joined.iloc[:, 0], joined.iloc[:, 1]).pvalue)
+
+
+def one_sample_p(values: pd.Series, mean: float) -> Optional[float]:
+    from scipy import stats
+
+    values = values.dropna()
+    if len(values) < 3:
+        return None
+    return float(stats.ttest_1samp(values, mean).pvalue)
+
+
+def fmt(values: pd.Series) -> str:
+    values = values.dropna().astype(float) * 100
     if values.empty:
         return "-"
     if len(values) == 1:
-        return f"{values.mean():.{digits}f}"
-    return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
+        return f"{values.mean():.1f}"
+    return f"{values.mean():.1f} ± {values.std(ddof=1):.1f}"
 
 
-def render_setting(frame: pd.DataFrame, setting: str, remedies: List[str], seeds: int) -> str:
-    """One markdown table: a row per remedy; per backbone 'balanced acc. / macro-F1' (mean ± std)."""
-    order = {"gcn": 0, "gat": 1, "sage": 2}
+def fmt_p(p: Optional[float]) -> str:
+    return "-" if p is None else ("<0.001" if p < 0.001 else f"{p:.3f}")
+
+
+def render_protocol(frame: pd.DataFrame, protocol: str, remedies: List[str]) -> str:
+    order = {"gcn": 0, "gatconv": 1, "sage": 2}
     models = sorted(dict.fromkeys(frame["model"]), key=lambda m: order.get(m, 9))
-    header = ["remedy"] + [f"{m.upper()}" for m in models]
-    published = setting == "step10"
+    published = PUBLISHED.get(protocol, {})
+    header = ["remedy"] + [f"{m} bAcc / F1 (n) · p vs CE" for m in models]
     if published:
-        header += ["published GCN (Yan et al. Table 2)"]
+        header.append("published GCN bAcc / F1 · p (GCN seeds vs published bAcc)")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    by = {m: frame[frame["model"] == m].set_index("seed") for m in models}
     for remedy in remedies:
-        rows = frame[frame["remedy"] == remedy]
-        if rows.empty:
+        if not (frame["remedy"] == remedy).any():
             continue
-        label = {"tam": "tam (BS + TAM)", "none": "none (CE)", "weighted": "weighted (re-weight)",
-                 "smote": "smote (GraphSMOTE-like)", "graphens": "graphens (GraphENS-like)"}.get(remedy, remedy)
-        cells = [label]
-        for model in models:
-            part = rows[rows["model"] == model]
-            n = f" (n={len(part)})" if len(part) != seeds else ""
-            cells.append(f"{mean_std(part['test_balanced_accuracy'])} / {mean_std(part['test_macro_f1'])}{n}"
-                         if len(part) else "-")
+        cells = [LABELS.get(remedy, remedy)]
+        for m in models:
+            rows = by[m][by[m]["remedy"] == remedy]
+            base = by[m][by[m]["remedy"] == "none"]
+            if rows.empty:
+                cells.append("-")
+                continue
+            p = None if remedy == "none" else paired_p(rows["test_balanced_accuracy"], base["test_balanced_accuracy"])
+            cells.append(f"{fmt(rows['test_balanced_accuracy'])} / {fmt(rows['test_macro_f1'])} ({len(rows)})"
+                         + ("" if remedy == "none" else f" · {fmt_p(p)}"))
         if published:
-            name, bacc, f1 = PUBLISHED.get(remedy, ("", None, None))
-            gcn = rows[rows["model"] == "gcn"]
-            delta = ("" if gcn.empty or bacc is None else
-                     f"; GCN here {100 * gcn['test_balanced_accuracy'].mean() - bacc:+.1f} / "
-                     f"{100 * gcn['test_macro_f1'].mean() - f1:+.1f}")
-            cells.append(f"{bacc:.2f} / {f1:.2f} ({name}{delta})" if bacc is not None else "-")
+            entry = published.get(remedy)
+            gcn = by.get("gcn")
+            if entry is None:
+                cells.append("-")
+            else:
+                p = None if gcn is None else one_sample_p(gcn[gcn["remedy"] == remedy]["test_balanced_accuracy"] * 100, entry[1])
+                delta = ""
+                if gcn is not None and (gcn["remedy"] == remedy).any():
+                    g = gcn[gcn["remedy"] == remedy]
+                    delta = (f"; here {100 * g['test_balanced_accuracy'].mean() - entry[1]:+.1f} / "
+                             f"{100 * g['test_macro_f1'].mean() - entry[2]:+.1f}")
+                cells.append(f"{entry[1]:.2f} / {entry[2]:.2f} ({entry[0]}{delta}) · {fmt_p(p)}")
         lines.append("| " + " | ".join(cells) + " |")
     counts = frame["train_class_counts"].iloc[0] if "train_class_counts" in frame else None
-    speed = ", ".join(f"{m} {frame[frame['model'] == m]['seconds_per_epoch'].median():.2f}" for m in models)
-    return (f"**{TITLES[setting]}** (training class counts {counts}). Test balanced accuracy / macro-F1 "
-            f"in %, mean ± sample std over {seeds} seeds (n = runs where fewer finished):\n\n" + "\n".join(lines) +
-            f"\n\nMedian seconds per epoch (training step + one validation pass, one thread, shared machine): "
-            f"{speed}.")
+    minutes = ", ".join(f"{m} {frame[frame['model'] == m]['train_seconds'].sum() / 60:.1f} min "
+                        f"({1000 * frame[frame['model'] == m]['seconds_per_epoch'].median():.0f} ms/epoch)"
+                        for m in models)
+    epochs = ", ".join(f"{m} {frame[frame['model'] == m]['epochs_run'].median():.0f}" for m in models) \
+        if "epochs_run" in frame else "-"
+    return (f"**{TITLES[protocol]}** — training class counts {counts}; test balanced accuracy / macro-F1 in %, "
+            f"mean ± sample std over the seeds (n runs); p: paired t-test of bAcc against CE on the same seeds.\n\n"
+            + "\n".join(lines) + f"\n\nTraining time summed over runs (median seconds per epoch incl. the "
+            f"validation pass): {minutes}. Median epochs run: {epochs}.")
 
 
-NOTES = """Differences from the published protocol (GraphENS / TAM code, as used by Yan et al.):
-
-* budget: at most 300 epochs, early stopping after 100 epochs without a better validation macro-F1,
-  the best epoch restored; the papers train 2,000 epochs (Adam with ReduceLROnPlateau) and select
-  the epoch by validation (accuracy + macro-F1) / 2. 5 seeds here, 10 repetitions in the TAM code;
-  their 20-training-nodes-per-class split and step rule give the same training counts as hgimb's
-  `--imbalance-type step` (classes 4-6 keep 2 nodes).
-* backbones: hgimb's `gcn`/`sage` apply dropout to the input features too and put a linear head
-  after two convolutions of width 64 (the TAM/GraphENS code: no input dropout, the second
-  convolution outputs the classes, default width 256); `gat` is hgimb's heterogeneous GAT
-  (4 heads x 16 channels, sum over relations, linear skip) on Cora's single relation. Weight decay
-  applies to every parameter (the code: first layer only).
-* `smote` is SMOTE in embedding space on the full-graph encoder's output (no edge generator, unlike
-  GraphSMOTE); `graphens` mixes embeddings instead of building synthetic ego networks (no saliency
-  mask, no KL-adaptive neighbour sampling; see `hgimb/imbalance/graph_remedies.py`); `tam` takes
-  unlabelled nodes' predictions from an eval-mode forward pass per epoch (the code: the training
-  pass). The published numbers were not re-checked against the paper here (no network access):
-  they are ANCHORS.md's transcription."""
+def best_published(protocol: str):
+    entries = PUBLISHED.get(protocol, {})
+    if not entries:
+        return None
+    return max(entries.items(), key=lambda kv: kv[1][1])
 
 
-def render(frame: pd.DataFrame, settings: List[str], remedies: List[str], skipped: List[str],
-           wall: float | None, workers: int, seeds: int) -> str:
-    parts = ["## 3. Class-imbalanced node classification on Cora (GraphENS / TAM protocol)", "",
-             "Planetoid Cora, 2-layer backbones (hidden 64, dropout 0.5, Adam lr 0.01, weight decay 5e-4), "
-             "model selection on validation macro-F1. Published column: GCN, Table 2 of Yan et al., "
-             "\"Geometric Imbalance in Semi-Supervised Node Classification\" (the GraphENS/TAM protocol; "
-             "the TAM code averages 10 repetitions).", ""]
-    for setting in settings:
-        rows = frame[frame["setting"] == setting]
-        if rows.empty:
-            parts += [f"**{TITLES[setting]}**: no finished runs.", ""]
-            continue
-        parts += [render_setting(rows, setting, remedies, seeds), ""]
-    if "lt100" in settings:
-        parts += ["The ρ = 100 setting is *not* GraphSHA's: GraphSHA keeps the `full` split's fixed "
-                  "validation/test nodes and removes the lowest-degree training nodes and their edges from "
-                  "the graph; hgimb draws a stratified split and only unlabels training nodes (uniformly at "
-                  "random), so no published numbers are set beside it.", ""]
-    parts += [NOTES, ""]
-    if skipped:
-        parts += ["Skipped: " + "; ".join(skipped) + ".", ""]
+def render_vs_best(frame: pd.DataFrame, protocol: str) -> str:
+    """Every GCN remedy against the best published method (one-sample t-test on bAcc)."""
+    best = best_published(protocol)
+    gcn = frame[frame["model"] == "gcn"]
+    if best is None or gcn.empty:
+        return ""
+    key, (name, bacc, f1, _) = best
+    parts = []
+    for remedy, rows in gcn.groupby("remedy", sort=False):
+        values = rows["test_balanced_accuracy"] * 100
+        parts.append(f"{LABELS.get(remedy, remedy)} {values.mean() - bacc:+.2f} (p {fmt_p(one_sample_p(values, bacc))})")
+    return (f"Against the best published GCN result ({name}, {bacc:.2f} / {f1:.2f} bAcc / F1), mean bAcc "
+            f"difference and one-sample t-test over the seeds: " + "; ".join(parts) + ".")
+
+
+COST = """**Cost.** `gcn`/`sage`/`gatconv` now run on cached CSR arrays with a sparse input product
+(Cora's features are 1.3% non-zero; `hgimb/models/homogeneous.py`). One training step + one
+validation pass on Cora, one torch thread, median of 20 epochs, old and new timed alternately in
+one process (`python scripts/bench_lt_speed.py --models gcn,sage --against 984e55e --epochs 20`,
+2026-11-28, load average 9.5 on the 2 cores from other jobs, so every absolute number is inflated
+several-fold): hgimb-style width 64 — gcn 930 → 113 ms (8.2x), sage 2,472 → 186 ms (13.3x). The
+reference backbones at width 256 with normalised features (`--hidden 256 --model-option
+style=reference --dataset-option normalize=true`): gcn 307, sage 534, gatconv 530 ms under the
+same load. Earlier in the same session, at load average ~5, the same width-64 gcn epoch took 50 ms."""
+
+NOTES = """Deviations from the reference code that remain (read from the authors' repositories:
+Jaeyun-Song/TAM `main_bs.py`, `main_ens.py`, `nets/*.py`, `models/tam.py`; JoonHyung-Park/GraphENS
+`main_semi.py`, `models/gens.py`; wenzhilics/GraphSHA `main.py`, `data_utils.py`):
+
+* **seeds**: hgimb seeds 0-9 (torch and numpy per run); the TAM code runs seeds 101-110 in one
+  process, GraphSHA one seed (100) per call. Which minority nodes are kept (step) is a uniform draw
+  in both, from different generators.
+* **scheduler timing**: the reference steps ReduceLROnPlateau on the validation loss computed
+  *before* the optimiser step of the epoch; hgimb steps it on the validation pass after the step
+  (the same signal one step later).
+* **backbones**: the same layers (`tests/test_homogeneous.py` checks each against PyG's GCNConv,
+  SAGEConv, GATConv with copied weights); dropout masks are drawn by hgimb's own dropout (same
+  distribution, different draws).
+* **remedies**: `tam` is TAM's ACM/ADM margins (`hgimb/imbalance/graph_remedies.py`; unlabelled
+  nodes' predictions from an eval-mode pass, the code reuses the training pass). `graphens` mixes
+  the last layer's aggregated input (the reference backbone's embedding) instead of building
+  synthetic ego networks with saliency-masked features and KL-adaptive neighbour sampling, and
+  `smote` interpolates embeddings without GraphSMOTE's edge generator: both are "-like" and are
+  not the published methods. GraphSHA (SemiMixup), BAT and GraphSMOTE proper are not implemented.
+* **lt100 split**: GraphSHA sorts classes by size with `torch.sort` (tie order unspecified) and
+  removes by `torch.topk` (tie order unspecified); hgimb breaks ties by class index and by node
+  index (previously removed nodes first), so a few low-degree nodes may differ.
+* **published numbers**: the step ρ = 10 column is Yan et al.'s Table 2 as transcribed in the
+  project's references (docs/references.md; not re-read against the paper here: no network access); no published
+  GraphSHA-protocol numbers are transcribed yet, so the lt100 table has no published column."""
+
+
+def render_reference_runs(frame: pd.DataFrame) -> str:
+    """The runs made at the reference budget (no early stopping), one per line item."""
+    items = [f"{m} {LABELS.get(r, r)} seed {int(seed)}: {100 * b:.1f} / {100 * f:.1f} (best epoch "
+             f"{int(best)} of {int(run)})" for m, r, seed, b, f, best, run in
+             frame[["model", "remedy", "seed", "test_balanced_accuracy", "test_macro_f1", "best_epoch",
+                    "epochs_run"]].itertuples(index=False)]
+    return "Runs at the reference budget (no early stopping), test bAcc / macro-F1: " + "; ".join(items) + "."
+
+
+def render(frames: Dict[str, pd.DataFrame], remedies: Dict[str, List[str]], skipped: List[str],
+           walls: Dict[str, float], patience: Dict[str, set], reference_runs=None) -> str:
     import torch
 
-    seeds = sorted(frame["seed"].unique().tolist()) if not frame.empty else []
-    compute = frame.groupby(["setting", "model"], sort=False)["train_seconds"].sum() / 60
-    per_group = ", ".join(f"{s} {m} {v:.1f} min" for (s, m), v in compute.items())
-    timing = f" The last invocation ran {wall / 60:.1f} min." if wall is not None else ""
-    parts.append(f"_Written by `python scripts/reproduce_lt.py` (grid `{GRID}`; default: step10 with gcn, seeds 0-4; "
-                 f"`--models gat,sage` and `--settings lt100` added the other rows), seeds {seeds}, on "
-                 f"{os.cpu_count()} CPU cores ({platform.machine()}), torch {torch.__version__}, one worker process "
-                 f"with one torch thread, sharing the machine with other jobs (seconds per epoch are inflated by "
-                 f"that). Training time summed over runs: {per_group}.{timing}_")
+    parts = ["## 3. Class-imbalanced node classification (GraphENS / TAM and GraphSHA protocols)", "",
+             "Cora (Planetoid), the reference backbones (`--model-option style=reference`: the GraphENS / TAM / "
+             "GraphSHA networks, weight decay on the first layer), row-normalised features, Adam lr 0.01 with "
+             "ReduceLROnPlateau, model selection by validation (accuracy + macro-F1) / 2 — the protocols as the "
+             "authors' code runs them, one grid each under `configs/lt/`.", ""]
+    for protocol, frame in frames.items():
+        if frame.empty:
+            parts += [f"**{TITLES[protocol]}**: no finished runs.", ""]
+            continue
+        parts += [render_protocol(frame, protocol, remedies[protocol]), ""]
+        vs = render_vs_best(frame, protocol)
+        if vs:
+            parts += [vs, ""]
+        budgets = sorted(patience.get(protocol, set()))
+        grid_epochs = int(frame["epochs"].iloc[0]) if "epochs" in frame else None
+        if budgets and (len(budgets) > 1 or budgets[0] != grid_epochs):
+            parts += [f"Budget: at most {grid_epochs} epochs, early stopping after {', '.join(map(str, budgets))} "
+                      f"epochs without a better validation score (`--patience`; the reference code has none).", ""]
+        ref = (reference_runs or {}).get(protocol)
+        if ref is not None and not ref.empty:
+            parts += [render_reference_runs(ref), ""]
+        if protocol in walls:
+            parts += [f"Wall time of the last invocation for this table: {walls[protocol] / 60:.1f} min.", ""]
+    parts += [COST, "", NOTES, ""]
+    if skipped:
+        parts += ["Skipped: " + "; ".join(skipped) + ".", ""]
+    parts.append(f"_Written by `python scripts/reproduce_lt.py` on {os.cpu_count()} CPU cores ({platform.machine()}), "
+                 f"torch {torch.__version__}, one worker process with one torch thread, on a machine shared with other "
+                 f"jobs (seconds per epoch are inflated by that)._")
     return "\n".join(parts)
-
-
-def replace_section(doc: Path, name: str, text: str) -> None:
-    """Replace the text between the table markers (one implementation: scripts/bench_docs.py)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench_docs import replace_section as _replace
-
-    _replace(doc, name, text)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--settings", default="step10", help="settings to run, comma list of: " + ", ".join(SETTINGS))
-    parser.add_argument("--models", default="gcn", help="backbones to run (default gcn; the grid lists gcn, gat, sage)")
-    parser.add_argument("--seeds", default=None, help="e.g. 0-4 (default: the grid's)")
+    parser.add_argument("--protocols", default="step10,lt100", help="comma list of: " + ", ".join(PROTOCOLS))
+    parser.add_argument("--models", default=None, help="backbones (default: the grid's gcn, gatconv, sage)")
+    parser.add_argument("--remedies", default=None, help="remedies (default: the grid's)")
+    parser.add_argument("--datasets", default=None, help="datasets (default: the grid's, cora)")
+    parser.add_argument("--seeds", default=None, help="e.g. 0-9 (default: the grid's)")
+    parser.add_argument("--patience", type=int, default=None, help="early stopping (default: none, as the reference)")
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--report-only", action="store_true", help="only rewrite the table from the results store")
-    parser.add_argument("--out", default=None, help="results directory (default: the grid's out)")
+    parser.add_argument("--report-only", action="store_true", help="only rewrite the tables from the results stores")
+    parser.add_argument("--no-doc", action="store_true", help="print the tables, leave BENCHMARKS.md alone")
     parser.add_argument("--doc", default=str(ROOT / DOC))
     args = parser.parse_args(argv)
     os.environ.setdefault("HGIMB_THREADS", "1")
-    settings = [s.strip() for s in args.settings.split(",") if s.strip()]
-    bad = [s for s in settings if s not in SETTINGS]
+    protocols = [p.strip() for p in args.protocols.split(",") if p.strip()]
+    bad = [p for p in protocols if p not in PROTOCOLS]
     if bad:
-        raise HgimbError(f"--settings: unknown setting '{bad[0]}'; valid: {', '.join(SETTINGS)}")
-    grid = load_grid(ROOT / GRID)
+        raise HgimbError(f"--protocols: unknown protocol '{bad[0]}'; valid: {', '.join(PROTOCOLS)}")
     seeds = parse_seeds(args.seeds) if args.seeds else None
-    models = parse_axis("model", args.models, "--models")
+    models = parse_axis("model", args.models, "--models") if args.models else None
+    remedies = parse_axis("remedy", args.remedies, "--remedies") if args.remedies else None
+    datasets = parse_axis("dataset", args.datasets, "--datasets") if args.datasets else None
     data_root = Path(os.environ.get("HGIMB_DATA", ROOT / "datasets"))
-    notes = available_datasets(grid, data_root)
-    skipped = [note for note in notes.values() if note]
-    present = [d for d, note in notes.items() if not note]
-    if not present:
-        raise HgimbError(f"none of {grid.axes.get('dataset')} found under HGIMB_DATA={data_root}; "
-                         "set HGIMB_DATA to the shared datasets folder")
-    grid.axes["dataset"] = present
-    out = Path(args.out) if args.out else ROOT / (grid.out or "bench/lt-cora")
-    wall, exit_code = None, 0
-    if not args.report_only:
-        start = time.perf_counter()
-        for setting in settings:
-            configs = expand(setting_grid(grid, setting, models, seeds))
-            outcome = run_grid(configs, out, workers=args.workers, quiet=True)
-            print(f"{setting}: {outcome.ok} ran ok, {outcome.failed} failed, {outcome.skipped_done} already done"
+    exit_code, walls, skipped = 0, {}, []
+    frames, remedy_order, budgets, reference_runs = {}, {}, {}, {}
+    for protocol in protocols:
+        grid = protocol_grid(protocol, models, remedies, seeds, datasets, args.patience)
+        notes = missing_datasets(list(grid.axes.get("dataset", [])), data_root)
+        skipped += list(notes.values())
+        grid.axes["dataset"] = [d for d in grid.axes.get("dataset", []) if d not in notes]
+        if not grid.axes["dataset"]:
+            raise HgimbError(f"none of the datasets of {PROTOCOLS[protocol]} found under HGIMB_DATA={data_root}; "
+                             "set HGIMB_DATA to the shared datasets folder")
+        out = ROOT / grid.out
+        if not args.report_only:
+            start = time.perf_counter()
+            outcome = run_grid(configs_of(grid), out, workers=args.workers, quiet=True)
+            walls[protocol] = time.perf_counter() - start
+            print(f"{protocol}: {outcome.ok} ran ok, {outcome.failed} failed, {outcome.skipped_done} already done"
                   + (" -- interrupted; rerun the same command to continue" if outcome.interrupted else ""),
                   file=sys.stderr)
             for row in outcome.errors[:3]:
@@ -238,18 +333,30 @@ def main(argv=None) -> int:
             exit_code = max(exit_code, outcome.exit_code)
             if outcome.interrupted:
                 break
-        wall = time.perf_counter() - start
-    # the report covers the whole grid (every backbone, both settings): whatever the store holds
-    run_ids: Dict[str, str] = {}
-    for setting in SETTINGS:
-        run_ids.update({run_id(c): setting for c in expand(setting_grid(grid, setting, None, seeds))})
-    frame = load_results(out)
-    frame = frame[(frame["status"] == "ok") & frame["run_id"].isin(run_ids)].copy()
-    frame["setting"] = frame["run_id"].map(run_ids)
-    shown = [s for s in SETTINGS if s in settings or (frame["setting"] == s).any()]
-    text = render(frame, shown, list(grid.axes["remedy"]), skipped, wall, args.workers,
-                  len(seeds or grid.axes["seed"]))
-    replace_section(Path(args.doc), SECTION, text)
+        # the table: every stored run of this protocol's grid (all backbones, remedies, seeds), at
+        # the reference budget or the --patience given
+        full = protocol_grid(protocol, None, None, None, None, args.patience)
+        full.axes["dataset"] = grid.axes["dataset"]
+        wanted = {run_id(c) for c in configs_of(full)}
+        frame = load_results(out) if (out / "results.jsonl").is_file() else pd.DataFrame()
+        if not frame.empty:
+            frame = frame[(frame["status"] == "ok") & frame["run_id"].isin(wanted)].copy()
+        frames[protocol] = frame
+        if args.patience:  # runs at the reference budget, when some exist, are listed beside the table
+            ref_grid = protocol_grid(protocol, None, None, None, None, None)
+            ref_grid.axes["dataset"] = grid.axes["dataset"]
+            ref_ids = {run_id(c) for c in configs_of(ref_grid)}
+            everything = load_results(out) if (out / "results.jsonl").is_file() else pd.DataFrame()
+            if not everything.empty:
+                reference_runs[protocol] = everything[(everything["status"] == "ok") & everything["run_id"].isin(ref_ids)]
+        remedy_order[protocol] = list(full.axes["remedy"])
+        budgets[protocol] = set(frame["patience"].astype(int)) if "patience" in frame and not frame.empty else set()
+    text = render(frames, remedy_order, skipped, walls, budgets, reference_runs)
+    if not args.no_doc:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from bench_docs import replace_section
+
+        replace_section(Path(args.doc), SECTION, text)
     print(text)
     return exit_code
 

@@ -1,6 +1,7 @@
 """tam and graphens (hgimb/imbalance/graph_remedies.py): defining properties, fidelity to the
 authors' TAM code, refusals, and short end-to-end runs on Cora."""
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -170,8 +171,8 @@ def test_tam_with_zero_weights_is_its_base_loss(base):
         ctx = ctx_for(task)
         remedy.setup(ctx)
         remedy.init_model(FixedModel(logits_all))
-        idx = remedy.train_index(0, rng)
-        assert sorted(idx.tolist()) == train.tolist()
+        idx = train[torch.randperm(train.numel(), generator=rng)]
+        remedy.batch(idx, 0)
         logits = torch.randn(idx.numel(), 3, requires_grad=True)
         target = y[idx]
         expected = (cross_entropy(logits, target) if base == "ce"
@@ -189,15 +190,20 @@ def test_tam_warmup_and_extra_rows():
     remedy.init_model(FixedModel(torch.randn(40, 3)))
     rng = torch.Generator().manual_seed(0)
     tam = remedy.parts[0]
-    idx = remedy.train_index(1, rng)
+    idx = torch.randperm(12, generator=rng)
+    remedy.batch(idx, 1)
     assert tam.margins is None  # still warming up
-    idx = remedy.train_index(2, rng)
+    idx = torch.tensor([3, 3, 0, 11, 5, 3])  # a sampler's batch: repeats, any order
+    remedy.batch(idx, 2)
     logits = torch.randn(idx.numel() + 5, 3, generator=torch.Generator().manual_seed(1))  # + 5 synthetic rows
     adjusted = tam.adjusted(logits)
     assert torch.equal(adjusted[-5:], logits[-5:])
     assert torch.allclose(adjusted[: idx.numel()] - logits[: idx.numel()], tam.margins[tam.position[idx]], atol=1e-6)
-    with pytest.raises(HgimbError, match="full-graph training"):
+    assert torch.allclose(adjusted[0] - logits[0], adjusted[5] - logits[5])  # node 3 twice: one margin
+    with pytest.raises(HgimbError, match="6 items"):
         tam.adjusted(logits[:3])
+    with pytest.raises(HgimbError, match="item 20, which is not a training node"):
+        remedy.batch(torch.tensor([1, 20]), 2)
 
 
 def test_two_hop_neighbourhood_through_another_type():
@@ -225,13 +231,12 @@ def test_two_hop_neighbourhood_through_another_type():
     assert torch.allclose(agg(values), expected, atol=1e-5)
 
 
-def test_tam_refuses_graph_tasks_and_samplers():
+def test_tam_refuses_graph_tasks_and_two_losses():
     ctx = RemedyContext(num_classes=2, train_index=torch.arange(4), train_labels=torch.tensor([0, 0, 1, 1]),
                         kind="graph")
     with pytest.raises(HgimbError, match="remedy 'tam' needs a node task"):
         build_remedy("tam").setup(ctx)
-    with pytest.raises(HgimbError, match="'tam' and 'balanced-sampler' both decide which samples"):
-        build_remedy("tam+balanced-sampler")
+    assert build_remedy("tam+balanced-sampler").name == "tam+balanced-sampler"  # composes (batch ids)
     with pytest.raises(HgimbError, match="'focal' and 'tam' both decide the training loss"):
         build_remedy("focal+tam")
     for params in ({"base": "focal"}, {"tam_alpha": -1}, {"tam_temperature": 0}, {"tam_warmup": 1.5}):
@@ -336,6 +341,25 @@ def test_end_to_end_on_cora(one_thread):
     assert both.metrics["train_class_counts"] == [20, 20, 20, 20, 2, 2, 2]
 
 
+@pytest.mark.parametrize("remedy, batch_size", [("tam+balanced-sampler", None), ("tam", 16)])
+def test_tam_composes_with_samplers_and_minibatches(remedy, batch_size):
+    """The batch hook: TAM runs under a sampler's epochs (repeats) and on mini-batches; with zero
+    margins it is exactly its base loss on the same items (same losses every epoch)."""
+    from hgimb.config import RunConfig
+    from hgimb.engine import run_experiment
+
+    common = dict(dataset="synthetic", model="rgcn", seed=0, epochs=4, patience=10, hidden=8, plots=False,
+                  quiet=True, imbalance_ratio=5, batch_size=batch_size, fanout="-1,-1")
+    base = remedy.replace("tam", "balanced-softmax")
+    zero = run_experiment(RunConfig(remedy=remedy, remedy_params={"tam_alpha": 0, "tam_beta": 0, "tam_warmup": 0},
+                                    **common), write=False)
+    plain = run_experiment(RunConfig(remedy=base, **common), write=False)
+    assert [h["train_loss"] for h in zero.outcome.history] == [h["train_loss"] for h in plain.outcome.history]
+    tam = run_experiment(RunConfig(remedy=remedy, remedy_params={"tam_warmup": 1}, **common), write=False)
+    losses = [h["train_loss"] for h in tam.outcome.history]
+    assert np.isfinite(losses).all() and losses[1:] != [h["train_loss"] for h in plain.outcome.history][1:]
+
+
 # ------------------------------------------------------------------ scripts/reproduce_lt.py
 def _script():
     import importlib.util
@@ -348,23 +372,25 @@ def _script():
     return module
 
 
-def test_reproduce_lt_grid_settings_and_section(tmp_path):
-    from hgimb.benchkit import expand, load_grid
+def test_reproduce_lt_protocol_grids_and_section(tmp_path):
+    from hgimb.benchkit import expand
 
     script = _script()
-    grid = load_grid(script.ROOT / script.GRID)
-    step = expand(script.setting_grid(grid, "step10", ["gcn"], [0]))
-    assert {(c.split, c.imbalance_type, c.imbalance_ratio, c.model) for c in step} == {("official", "step", 10.0, "gcn")}
-    assert {c.dataset for c in step} == set(grid.axes["dataset"]) >= {"cora"}
-    assert sorted(c.remedy for c in step if c.dataset == "cora") == sorted(
-        ["none", "weighted", "smote", "balanced-softmax", "tam", "graphens"])
-    assert [c.remedy_params for c in step if c.remedy == "tam" and c.dataset == "cora"] == [{"base": "balanced-softmax"}]
-    lt = expand(script.setting_grid(grid, "lt100", None, [0, 1]))
-    assert {(c.split, c.imbalance_type, c.imbalance_ratio) for c in lt} == {("stratified", "long-tail", 100.0)}
-    assert len(lt) == len(grid.axes["dataset"]) * 3 * 6 * 2
-    doc = tmp_path / "B.md"
-    doc.write_text("# B\n\n<!-- table:other -->\nkeep\n<!-- /table:other -->\n")
-    script.replace_section(doc, "lt", "first")
-    script.replace_section(doc, "lt", "second")
-    text = doc.read_text()
-    assert "keep" in text and "second" in text and "first" not in text and text.count("<!-- table:lt -->") == 1
+    step = expand(script.protocol_grid("step10", ["gcn"], None, [0], None, None))
+    assert {(c.split, c.imbalance_type, c.imbalance_ratio, c.model, c.epochs, c.patience, c.monitor, c.scheduler)
+            for c in step} == {("official", "step", 10.0, "gcn", 2000, 2000, "acc_f1", "plateau")}
+    assert {c.dataset for c in step} == {"cora"} and {c.hidden for c in step} == {256}
+    assert all(c.model_options == {"style": "reference"} and c.dataset_options == {"normalize": True} for c in step)
+    assert [c.remedy_params for c in step if c.remedy == "tam"] == [{"base": "balanced-softmax"}]
+    runs = script.configs_of(script.protocol_grid("step10", ["gcn"], ["tam", "graphens+tam"], [0], None, None))
+    assert {c.remedy: c.remedy_params["base"] for c in runs} == {"tam": "balanced-softmax", "graphens+tam": "ce"}
+    lt = expand(script.protocol_grid("lt100", None, ["none"], [0, 1], ["citeseer"], 300))
+    assert {(c.split, c.imbalance_type, c.imbalance_ratio, c.epochs, c.patience, c.hidden, c.dataset) for c in lt} == {
+        ("full", "long-tail-remove", 100.0, 900, 300, 64, "citeseer")}
+    assert len(lt) == 3 * 2  # gcn, gatconv, sage x 2 seeds
+    frame = pd.DataFrame([{"model": "gcn", "remedy": r, "seed": s, "test_balanced_accuracy": 0.6 + 0.01 * s + d,
+                           "test_macro_f1": 0.5 + d, "train_seconds": 10.0, "seconds_per_epoch": 0.01,
+                           "epochs_run": 100, "train_class_counts": [20, 2]}
+                          for r, d in (("none", 0.0), ("tam", 0.05)) for s in range(4)])
+    text = script.render_protocol(frame, "step10", ["none", "tam"])
+    assert "| BS + TAM | 66.5 ± 1.3 / 55.0 ± 0.0 (4) · <0.001 |" in text and "69.94 / 69.54 (BS + TAM; here -3.4" in text

@@ -61,3 +61,19 @@ def test_damaged_file_and_bad_option(tmp_path):
         load_dataset("cora", root=tmp_path)
     with pytest.raises(HgimbError, match="unknown option.*hidden.*valid options: download"):
         load_dataset("cora", root=tmp_path, hidden=16)
+
+
+def test_normalize_option_row_normalises_like_pyg():
+    from torch_geometric.transforms import NormalizeFeatures
+    from torch_geometric.data import Data
+
+    folder = real_path("planetoid")
+    real_path("planetoid", "ind.cora.x")
+    raw = load_dataset("cora", root=folder.parent)
+    norm = load_dataset("cora", root=folder.parent, normalize=True)
+    expected = NormalizeFeatures()(Data(x=raw.data["paper"].x.clone())).x
+    assert torch.allclose(norm.data["paper"].x, expected)
+    assert torch.allclose(norm.data["paper"].x.sum(1), torch.ones(2708))
+    assert norm.meta["normalized_features"] is True and raw.meta["normalized_features"] is False
+    with pytest.raises(HgimbError, match="normalize=.*must be true or false"):
+        load_dataset("cora", root=folder.parent, normalize="maybe")

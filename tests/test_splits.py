@@ -251,3 +251,79 @@ def test_freebase_official_split_gets_val_from_train(data_root):
         assert np.all(np.abs(np.array(counts(new, "val")) - 0.2 * np.array(counts(task, "train"))) <= 1)
     assert torch.equal(new.split["test"], task.split["test"])
     assert_disjoint(new)
+
+
+# ---------------------------------------------------------------------------- GraphSHA's construction
+def test_graphsha_quotas_follow_the_reference_formula():
+    from hgimb.data.splits import graphsha_quotas
+
+    # Cora's `full` split training counts; int(341 * mu^i), mu = 100^(-1/6), by size (ties: class index)
+    assert graphsha_quotas([160, 90, 196, 341, 196, 138, 87], 100).tolist() == [34, 7, 158, 341, 73, 15, 3]
+    mu = 100 ** (-1 / 6)
+    assert [int(341 * mu ** i) for i in range(7)] == [341, 158, 73, 34, 15, 7, 3]
+    with pytest.raises(HgimbError, match="no training node under the long-tail-remove rule"):
+        graphsha_quotas([10, 10, 10], 100)
+
+
+def _graph_task():
+    """Class 0: nodes 0-3 (a hub 0 with spokes 1-3), class 1: nodes 4-9 (4-5 a pair, 6-9 a
+    chain 6-7-8-9), val = {10}, test = {11}; 10 and 11 hang on 7 and 1."""
+    edges = [(0, 1), (0, 2), (0, 3), (4, 5), (6, 7), (7, 8), (8, 9), (7, 10), (1, 11)]
+    ei = torch.tensor(edges).t()
+    ei = torch.cat([ei, ei.flip(0)], 1)
+    data = HeteroData()
+    data["paper"].num_nodes = 12
+    data["paper"].x = torch.eye(12)
+    data["paper", "cites", "paper"].edge_index = ei
+    y = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 0])
+    split = {"train": torch.arange(10), "val": torch.tensor([10]), "test": torch.tensor([11])}
+    return Task(name="toy", kind="node", class_names=["a", "b"], y=y, split=split, data=data, target_types=["paper"])
+
+
+def test_remove_low_degree_removes_nodes_and_their_edges():
+    task = _graph_task()
+    before = task.data["paper", "cites", "paper"].edge_index.clone()
+    # class 1 (6 nodes) is the largest and keeps all; class 0 keeps int(6 / 3) = 2 of 4 with
+    # rho = 3: the two lowest-degree nodes go (2 and 3: degree 1; 1 has degree 2 through the test node)
+    new = make_split(task, split="official", imbalance_ratio=3, imbalance_type="long-tail-remove")
+    assert new.split["train"].tolist() == [0, 1, 4, 5, 6, 7, 8, 9]
+    assert torch.equal(new.split["val"], task.split["val"]) and torch.equal(new.split["test"], task.split["test"])
+    ei = new.data["paper", "cites", "paper"].edge_index
+    assert not torch.isin(ei, torch.tensor([2, 3])).any()  # removed nodes lost every edge
+    assert ei.size(1) == before.size(1) - 4 and new.meta["removed_nodes"] == 2
+    assert torch.equal(task.data["paper", "cites", "paper"].edge_index, before)  # the input task is untouched
+    assert new.data["paper"].x is task.data["paper"].x  # features shared, not copied
+
+
+def test_remove_low_degree_rounds_see_earlier_removals():
+    """Removal happens in rounds: a node whose neighbour was removed in an earlier round has a
+    lower degree in the next one (GraphSHA's 10 rounds)."""
+    task = _graph_task()
+    # rho = 6: class 0 keeps int(6 / 6) = 1 of 4. On the initial degrees (hub 0: 3, node 1: 2,
+    # spokes 2, 3: 1) one round would keep the hub; after the spokes go in rounds 4 and 7 the hub
+    # has degree 1 < node 1's 2, so the last round removes the hub and node 1 stays
+    new = make_split(task, split="official", imbalance_ratio=6, imbalance_type="long-tail-remove")
+    assert sorted(set(range(4)) & set(new.split["train"].tolist())) == [1]
+
+
+def test_full_split_and_config_names():
+    from hgimb.config import RunConfig
+
+    task = _graph_task()
+    task.split["train"] = torch.tensor([0, 4])
+    new = make_split(task, split="full")
+    assert new.split["train"].tolist() == list(range(10)) and new.meta["split_mode"] == "full"
+    with pytest.raises(HgimbError, match="--split full keeps the official validation"):
+        make_split(make_task([5, 5]), split="full")
+    RunConfig(split="full", imbalance_type="long-tail-remove", scheduler="plateau", monitor="acc_f1").validate()
+    with pytest.raises(HgimbError, match="--scheduler must be none or plateau"):
+        RunConfig(scheduler="cosine").validate()
+
+
+def test_cora_graphsha_split(data_root):
+    task = _load_or_skip("cora", data_root)
+    new = make_split(task, split="full", imbalance_ratio=100, imbalance_type="long-tail-remove")
+    assert new.meta["train_class_counts_before"] == [160, 90, 196, 341, 196, 138, 87]  # 1,208 training nodes
+    assert counts(new, "train") == [34, 7, 158, 341, 73, 15, 3]
+    assert new.meta["removed_nodes"] == 1208 - 631
+    assert torch.equal(new.split["test"], task.split["test"]) and torch.equal(new.split["val"], task.split["val"])

@@ -7,6 +7,11 @@ edge type ``("paper", "cites", "paper")`` (both directions, as PyG stores it); t
 public one (20 training nodes per class, 500 validation, 1,000 test), ``official_split=True``.
 Nodes without a label in the raw files (CiteSeer's isolated test-range nodes, which PyG fills
 with zero rows) get ``y = -1`` instead of PyG's arbitrary class 0.
+
+Dataset option ``normalize`` (``--dataset-option normalize=true``): row-normalised features, as
+PyG's ``T.NormalizeFeatures()`` that the GraphENS / TAM / GraphSHA code applies (shift by the
+global minimum, then divide each row by its sum, rows summing to 0 left as they are). The raw
+0/1 bag of words is the default.
 """
 from __future__ import annotations
 
@@ -30,7 +35,13 @@ CLASS_NAMES = {
 }
 
 
-def read_planetoid(folder: str | Path, name: str) -> Task:
+def normalize_features(x: torch.Tensor) -> torch.Tensor:
+    """PyG's ``NormalizeFeatures``: ``x - x.min()``, each row divided by its sum (clamped at 1)."""
+    x = x - x.min()
+    return x / x.sum(dim=-1, keepdim=True).clamp(min=1)
+
+
+def read_planetoid(folder: str | Path, name: str, normalize: bool = False) -> Task:
     """A Planetoid dataset from ``folder/ind.<name>.*`` as a node Task with the public split."""
     from torch_geometric.io import read_planetoid_data
     from torch_geometric.io.planetoid import read_file
@@ -59,7 +70,7 @@ def read_planetoid(folder: str | Path, name: str) -> Task:
     y = torch.where(labelled, raw.y, torch.full_like(raw.y, -1))
 
     data = HeteroData()
-    data["paper"].x = raw.x
+    data["paper"].x = normalize_features(raw.x) if normalize else raw.x
     data["paper"].num_nodes = num_nodes
     data["paper", "cites", "paper"].edge_index = raw.edge_index
     split = {part: mask.nonzero().view(-1) for part, mask in
@@ -67,7 +78,7 @@ def read_planetoid(folder: str | Path, name: str) -> Task:
     num_classes = int(raw.y.max()) + 1
     names = CLASS_NAMES.get(name, [])
     class_names = names if len(names) == num_classes else [f"class{c}" for c in range(num_classes)]
-    meta = {"source": str(folder), "official_split": True, "format": "planetoid",
+    meta = {"source": str(folder), "official_split": True, "format": "planetoid", "normalized_features": bool(normalize),
             "num_nodes": {"paper": num_nodes}, "num_edges": {"paper__cites__paper": int(raw.edge_index.shape[1])}}
     return Task(name=name, kind="node", class_names=class_names, y=y, split=split, data=data,
                 target_types=["paper"], item_ids=None, meta=meta)
@@ -75,14 +86,14 @@ def read_planetoid(folder: str | Path, name: str) -> Task:
 
 def _named_loader(name: str):
     def loader(root, **options) -> Task:
-        opts = loader_options(name, options, {"download": False})
+        opts = loader_options(name, options, {"download": False, "normalize": False})
         folder = Path(root).expanduser() / "planetoid"
         present = all((folder / f"ind.{name}.{ext}").is_file() for ext in PLANETOID_EXTS)
         if not present and opts["download"]:
             download(name, Path(root).expanduser())
         elif not present and not any((folder / f"ind.{name}.{ext}").exists() for ext in PLANETOID_EXTS):
             raise missing_data_error(name, [folder / f"ind.{name}.*"])
-        return read_planetoid(folder, name)  # names the missing files when only some are there
+        return read_planetoid(folder, name, normalize=opts["normalize"])  # names the missing files when only some are there
 
     loader.__name__ = f"load_{name}"
     loader.__doc__ = f"Planetoid {name} citation graph, public split (<root>/planetoid/ind.{name}.*)"

@@ -22,10 +22,21 @@ How items are drawn
   - ``step``: the ``C // 2`` last classes of that order are the minority and keep
     ``round(n_max / rho)`` (at least 1); the majority keep all their items.
   A class that already has fewer items than its quota keeps what it has.
+* ``long-tail-remove`` is GraphSHA's construction (Li et al., IJCAI 2023; their
+  ``make_longtailed_data_remove``), deterministic: the class at rank ``i`` keeps
+  ``floor(min(n_max * mu ** i, n_i))`` with ``mu = rho ** (-1 / (C - 1))``; a class's surplus is
+  removed in 10 rounds (1 for the largest class), each taking the ``r / 10`` share of it with the
+  lowest degree in the graph left by every removal so far; removed nodes leave the training set
+  *and the graph* (all their edges go; they stay as isolated, unlabelled-for-training nodes).
+  Validation and test nodes stay. Ties between equal degrees go to nodes already removed, then
+  to the lower node index (the reference's ``torch.topk`` leaves tie order unspecified).
+* ``full`` split (Planetoid's ``split='full'``): the loader's validation and test items, and every
+  other labelled item trains.
 * ``kfold_splits`` uses ``sklearn.model_selection.StratifiedKFold`` for the test folds.
 """
 from __future__ import annotations
 
+import copy
 import math
 from typing import Dict, List, Optional, Sequence
 
@@ -35,8 +46,9 @@ import torch
 from ..errors import HgimbError
 from .task import SPLITS, Task
 
-SPLIT_MODES = ("official", "stratified", "per-class")
-IMBALANCE_TYPES = ("long-tail", "step")
+SPLIT_MODES = ("official", "full", "stratified", "per-class")
+IMBALANCE_TYPES = ("long-tail", "step", "long-tail-remove")
+GRAPHSHA_ROUNDS = 10  # removal rounds per class in GraphSHA's make_longtailed_data_remove
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -218,10 +230,82 @@ def apply_imbalance(task: Task, imbalance_ratio: float, imbalance_type: str = "l
                 train_class_counts_before=counts.tolist())
     if ratio == 1:
         return task.with_split(dict(task.split), **meta)
+    if imbalance_type == "long-tail-remove":
+        return remove_low_degree(task, ratio, **meta)
     quotas = imbalance_quotas(counts, ratio, imbalance_type)
     rng = np.random.default_rng([seed, 1])  # independent of the split's stream (nested subsets)
     kept = _partition(train, y[train], quotas[:, None], rng)[0]
     return task.with_split({**task.split, "train": kept}, **meta)
+
+
+def graphsha_quotas(counts: Sequence[int], imbalance_ratio: float) -> np.ndarray:
+    """Training nodes each class keeps under GraphSHA's long-tail rule (see the module docstring)."""
+    counts = np.asarray(counts, dtype=np.int64)
+    num_classes = len(counts)
+    order = np.lexsort((np.arange(num_classes), -counts))
+    mu = np.power(1.0 / imbalance_ratio, 1.0 / max(num_classes - 1, 1))  # the reference's arithmetic
+    kept = np.floor(np.minimum(counts[order[0]] * np.power(mu, np.arange(num_classes)), counts[order]))
+    if (kept < 1).any():
+        raise HgimbError(f"--imbalance-ratio {imbalance_ratio} leaves a class with no training node under the "
+                         f"long-tail-remove rule (largest class {int(counts.max())} nodes); lower the ratio")
+    quota = np.empty(num_classes, dtype=np.int64)
+    quota[order] = kept.astype(np.int64)
+    return quota
+
+
+def _target_edges(task: Task):
+    """Every relation's edges as item indices (``-1`` where an end is not a target node)."""
+    offsets = task.type_offsets()
+    out = []
+    for edge_type in task.data.edge_types:
+        src, _, dst = edge_type
+        ei = task.data[edge_type].edge_index.cpu()
+        s = ei[0] + offsets[src] if src in offsets else torch.full_like(ei[0], -1)
+        d = ei[1] + offsets[dst] if dst in offsets else torch.full_like(ei[1], -1)
+        out.append((edge_type, s.numpy(), d.numpy()))
+    return out
+
+
+def remove_low_degree(task: Task, ratio: float, **meta) -> Task:
+    """GraphSHA's long-tailed training set: remove the lowest-degree training nodes of each class
+    and all their edges (module docstring). Returns a Task with a new graph (node features and
+    untouched relations shared) and the training split without the removed nodes."""
+    if task.kind != "node" or task.data is None:
+        raise HgimbError(f"--imbalance-type long-tail-remove removes nodes from a graph; '{task.name}' is a "
+                         f"{task.kind} task: use --imbalance-type long-tail")
+    y = _labels(task)
+    train = task.split["train"].cpu().numpy().astype(np.int64)
+    counts = np.bincount(y[train], minlength=task.num_classes)
+    quota = graphsha_quotas(counts, ratio)
+    surplus = counts - quota
+    order = np.lexsort((np.arange(task.num_classes), -counts))
+    edges = _target_edges(task)
+    removed = np.zeros(task.num_items, dtype=bool)
+    for rank, c in enumerate(order):  # loops over classes and rounds; each round is vectorised
+        members = np.sort(train[y[train] == c])
+        rounds = 1 if rank == 0 else GRAPHSHA_ROUNDS
+        for r in range(1, rounds + 1):
+            degree = np.zeros(task.num_items, dtype=np.int64)
+            for _, s, d in edges:  # in-degree over edges whose ends are both still in the graph
+                keep = (d >= 0) & ~removed[d] & ((s < 0) | ~removed[np.maximum(s, 0)])
+                degree += np.bincount(d[keep], minlength=task.num_items)
+            take = (r * int(surplus[c])) // rounds
+            # lowest degree first; ties: already removed, then lower index (lexsort: last key primary)
+            rank_in_class = np.lexsort((members, ~removed[members], degree[members]))
+            removed[members] = False
+            removed[members[rank_in_class[:take]]] = True
+    data = copy.copy(task.data)  # shallow: stores copied, tensors shared
+    kept_edges = 0
+    for edge_type, s, d in edges:
+        keep = ~(((s >= 0) & removed[np.maximum(s, 0)]) | ((d >= 0) & removed[np.maximum(d, 0)]))
+        if not keep.all():
+            data[edge_type].edge_index = task.data[edge_type].edge_index[:, torch.as_tensor(keep)]
+        kept_edges += int(keep.sum())
+    new_train = train[~removed[train]]
+    new = task.with_split({**task.split, "train": new_train}, **meta, removed_nodes=int(removed.sum()),
+                          edges_kept=kept_edges)
+    new.data = data
+    return new
 
 
 def make_split(task: Task, *, split: str = "official", val_fraction: float = 0.2, train_fraction: float = 0.8,
@@ -238,7 +322,18 @@ def make_split(task: Task, *, split: str = "official", val_fraction: float = 0.2
     if split not in SPLIT_MODES:
         raise HgimbError(f"--split must be one of {', '.join(SPLIT_MODES)}, got '{split}'")
     seed = _check_seed(seed)
-    if split == "official" and task.split:
+    if split == "full":
+        missing = [p for p in ("val", "test") if p not in task.split or not task.split[p].numel()]
+        if missing:
+            raise HgimbError(f"--split full keeps the official validation and test items, but dataset '{task.name}' "
+                             f"has no official '{missing[0]}' split; use --split stratified")
+        held = torch.cat([task.split["val"], task.split["test"]])
+        free = torch.ones(task.num_items, dtype=torch.bool)
+        free[held] = False
+        train = torch.nonzero(free & (task.y >= 0)).view(-1)
+        new = task.with_split({"train": train, "val": task.split["val"], "test": task.split["test"]},
+                              split_mode="full", official_split=True)
+    elif split == "official" and task.split:
         missing = [p for p in ("train", "test") if p not in task.split]
         if missing:
             raise HgimbError(

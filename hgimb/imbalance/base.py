@@ -1,4 +1,4 @@
-"""The Remedy interface and its composition (DESIGN.md, "Remedies compose").
+"""The Remedy interface and its composition (docs/architecture.md, "Remedy").
 
 A remedy implements any of the hooks below; the trainer calls them through a
 :class:`ComposedRemedy` built from ``--remedy a+b+c``. Hooks that return ``None`` mean "not
@@ -88,6 +88,11 @@ class Remedy:
         """Item indices (repeats allowed) that feed this epoch, or None."""
         return None
 
+    def batch(self, items: torch.Tensor, epoch: int) -> None:
+        """The item ids of this step's training rows, in row order (repeats allowed), before
+        ``synthesize`` and ``loss`` see those rows: remedies that need to know which node a row
+        is (``tam``) read them here instead of owning ``train_index``."""
+
     def synthesize(self, h: torch.Tensor, y: torch.Tensor, rng: torch.Generator
                    ) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
         """Given training embeddings and hard labels, return ``(h_new, target_new)`` that replace
@@ -162,6 +167,10 @@ class ComposedRemedy:
     def train_index(self, epoch: int, rng: torch.Generator) -> Optional[torch.Tensor]:
         owner = self._owner("train_index")
         return owner.train_index(epoch, rng) if owner else None
+
+    def batch(self, items: torch.Tensor, epoch: int) -> None:
+        for part in self.parts:  # not exclusive: every part may look at the ids
+            part.batch(items, epoch)
 
     def synthesize(self, h, y, rng):
         owner = self._owner("synthesize")

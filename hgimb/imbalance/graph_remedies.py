@@ -32,11 +32,11 @@ temperature ``tam_temperature`` = their ``temp_phi`` 1.2 with their fixed ``temp
   each epoch (the code reuses the dropout-perturbed training forward pass);
 * epochs count from 0 here, so margins start at epoch ``tam_warmup`` (the code: ``epoch > warmup``
   with epochs from 1 -- the same 6th epoch);
-* ``tam`` owns the ``train_index`` hook (it shuffles the training nodes exactly like the trainer
-  does by default) because the ``loss`` hook does not receive node ids; so it cannot be combined
-  with a sampler (``balanced-sampler``, ...), and it needs full-graph training (no
-  ``--batch-size``). Rows the ``synthesize`` hook appends (``graphens+tam``) get no margin: they
-  have no neighbourhood (the code gives GraphENS's synthetic nodes sampled edges).
+* the ``batch`` hook tells ``tam`` which training node each loss row is (repeats allowed), so it
+  composes with any sampler (``tam+balanced-sampler``) and with mini-batches (``--batch-size``:
+  the margins still come from one full-graph eval pass per epoch, on the first step of the
+  epoch). Rows the ``synthesize`` hook appends (``graphens+tam``) get no margin: they have no
+  neighbourhood (the code gives GraphENS's synthetic nodes sampled edges).
 
 Neighbourhoods on heterogeneous graphs: the union of every relation whose both ends are target
 (labelled) node types, made undirected, deduplicated, plus a self-loop -- as PyG's mean
@@ -213,7 +213,8 @@ class TAM(Remedy):
         self.base = param_choice(self.name, "base", self.p["base"], TAM_BASES)
         self.model: Optional[torch.nn.Module] = None
         self.margins: Optional[torch.Tensor] = None  # [n_train, C] for this epoch, None = no margin
-        self.epoch_index: Optional[torch.Tensor] = None
+        self.margin_epoch: Optional[int] = None  # the epoch the margins were computed for
+        self.rows: Optional[torch.Tensor] = None  # this step's loss rows -> positions in train_nodes
 
     def check(self, ctx: RemedyContext) -> None:
         if ctx.kind != "node":
@@ -248,32 +249,35 @@ class TAM(Remedy):
         finally:
             self.model.train(was_training)
         if logits.size(0) != self.num_items:
-            raise HgimbError(f"remedy 'tam': the model returned {logits.size(0)} rows for {self.num_items} items; "
-                             "tam needs full-graph training (drop --batch-size)")
+            raise HgimbError(f"remedy 'tam': the model's full-graph pass returned {logits.size(0)} rows for "
+                             f"{self.num_items} items; tam needs a model that can score the whole graph")
         probs = torch.softmax(logits * self.temperature, dim=1)
         probs[self.train_nodes] = F.one_hot(self.train_labels, self.ctx.num_classes).float()
         neighbour_dist = self.aggregate(probs)[self.train_nodes]
         acm, adm = tam_margins(neighbour_dist, self.train_labels, self.ctx.num_classes)
         return self.alpha * acm + self.beta * adm
 
-    def train_index(self, epoch: int, rng: torch.Generator) -> torch.Tensor:
-        # the trainer's default order (same generator draw), remembered so that loss rows map to nodes
-        train = self.ctx.train_index
-        self.epoch_index = train[torch.randperm(train.numel(), generator=rng)]
-        active = epoch >= self.warmup and (self.alpha > 0 or self.beta > 0)
-        self.margins = self.compute_margins() if active else None
-        return self.epoch_index
+    def batch(self, items: torch.Tensor, epoch: int) -> None:
+        if epoch != self.margin_epoch:  # the first step of an epoch: margins from the current model
+            active = epoch >= self.warmup and (self.alpha > 0 or self.beta > 0)
+            self.margins = self.compute_margins() if active else None
+            self.margin_epoch = epoch
+        rows = self.position[items.to(self.position.device)]
+        if bool((rows < 0).any()):
+            bad = int(items[(rows < 0).nonzero()[0]].item())
+            raise HgimbError(f"remedy 'tam' got item {bad}, which is not a training node; its margins exist "
+                             "for training nodes only")
+        self.rows = rows
 
     def adjusted(self, logits: torch.Tensor) -> torch.Tensor:
-        """Logits plus this epoch's margins on the rows of real training nodes."""
+        """Logits plus this epoch's margins on the rows of real training nodes (the ids the
+        ``batch`` hook gave); rows beyond them (synthetic nodes) are left as they are."""
         if self.margins is None:
             return logits
-        n = self.epoch_index.numel()
+        n = self.rows.numel()
         if logits.size(0) < n:
-            raise HgimbError(f"remedy 'tam' got {logits.size(0)} training rows for an epoch of {n} nodes; "
-                             "tam needs full-graph training (drop --batch-size)")
-        rows = self.position[self.epoch_index.to(self.position.device)]
-        margin = self.margins[rows].to(logits.device, logits.dtype)
+            raise HgimbError(f"remedy 'tam' got {logits.size(0)} training rows for a batch of {n} items")
+        margin = self.margins[self.rows].to(logits.device, logits.dtype)
         return torch.cat([logits[:n] + margin, logits[n:]])
 
     def loss(self, logits, target, epoch):

@@ -1,32 +1,68 @@
-"""Homogeneous baselines for one-node-type graphs (Cora, CiteSeer): ``gcn`` and ``sage``.
+"""Homogeneous baselines for one-node-type graphs (Cora, CiteSeer): ``gcn``, ``sage``, ``gatconv``.
 
-The class-imbalanced node classification literature (GraphSMOTE, GraphENS, TAM, GraphSHA) uses
-these backbones. ``encode`` is the standard ``layers``-layer network (dropout -> conv -> ReLU ->
-dropout -> ... -> conv, PyG ``GCNConv`` / ``SAGEConv``) with the last conv ``hidden`` wide and no
-activation; the linear head on top is equivalent to the usual class-wide last layer while giving
-remedies a ``hidden``-dim embedding. All edge types of the one node type are merged and made
-undirected (GCN's symmetric normalisation assumes it). Featureless graphs get a learnable
-embedding per node.
+The class-imbalanced node classification literature (GraphSMOTE, GraphENS, TAM, GraphSHA, BAT)
+uses these backbones. Each layer computes exactly what its PyG counterpart computes
+(``GCNConv`` with self-loops and symmetric normalisation; ``SAGEConv`` with mean aggregation and
+a root weight; ``GATConv`` with self-loops, LeakyReLU 0.2, no attention dropout;
+``tests/test_homogeneous.py`` checks each against PyG), but on cached CSR arrays:
+
+* the graph is turned into a :class:`~hgimb.models.sparse.FixedAdjacency` (GCN, SAGE) or a
+  :class:`~hgimb.models.sparse.HeadCSR` (GAT) once per graph, not normalised again every call;
+* sparse wide input features (Cora's bag of words: 1,433 columns, 1.3% non-zero) enter through
+  a CSR product: ``X @ W`` costs ``nnz x width`` instead of ``N x 1,433 x width``, and its weight
+  gradient is one more CSR product with the cached transpose. Input dropout (``style: hgimb``)
+  drops stored non-zeros only, which is the same operation (a zero stays zero under dropout).
+  On Cora this took a GCN epoch (one training step + one validation pass, one thread) from
+  about 0.5 s to milliseconds (BENCHMARKS.md section 3 has the measured numbers).
+
+Two styles (``--model-option style=...``; each of its parts can also be set on its own):
+
+* ``hgimb`` (default): dropout on the input features too, ``layers`` convolutions of width
+  ``hidden`` (the last without activation) and a linear head: ``head(encode(x))``.
+* ``reference``: the networks of the GraphENS / TAM / GraphSHA code (their ``nets/*.py``): no
+  input dropout; ``conv1 -> ReLU -> dropout -> ... -> conv_L`` whose last convolution outputs the
+  classes; weight decay on the first layer only (their ``reg_params``; the trainer reads
+  :meth:`HomogeneousGNN.no_weight_decay`). The last convolution is split into ``encode`` (its
+  aggregation) and ``head`` (its linear map): GCN ``A (h W) + b = (A h) W + b``; SAGE
+  ``W_l mean(h_N) + W_r h + b = [mean(h_N), h] [W_l; W_r] + b`` (``encode`` is ``2 x hidden``
+  wide); GAT ``sum_j alpha_ij W h_j + b = (sum_j alpha_ij h_j) W + b`` with the attention scores
+  ``a . W h`` computed from the head's own weight. So logits equal the reference network's,
+  and remedies that work in embedding space (SMOTE, mixup) mix the last layer's aggregated input.
+  GAT follows their ``StandGAT2``: ``heads`` heads of ``hidden / heads`` channels, concatenated,
+  then a one-head output layer.
+
+Options: ``style`` (hgimb | reference), ``input_dropout`` (bool), ``head`` (linear | conv),
+``weight_decay`` (all | first-layer).
+
+All edge types of the one node type are merged and made undirected (GCN's symmetric
+normalisation assumes it). Featureless graphs get a learnable embedding per node.
 
 Sampled subgraphs (``--batch-size``): the neighbour sampler follows in-edges, which on a graph
 stored with both directions (Planetoid's are) are exactly the undirected neighbours, so the
-sampled edges are used as they are (symmetrising them again would give every seed the nodes that
-sampled *it* on top of its own fanout); a graph stored one-way is refused in mini-batch mode.
-SAGE's mean then equals the full-graph output with fanout -1; GCN normalises by degrees in the
-subgraph (as PyG's GCNConv on ``NeighborLoader`` batches), so the outermost hop's source degrees
-differ from the full graph's.
+sampled edges are used as they are; a graph stored one-way is refused in mini-batch mode. SAGE's
+mean then equals the full-graph output with fanout -1; GCN normalises by degrees in the subgraph
+(as PyG's GCNConv on ``NeighborLoader`` batches).
 """
 from __future__ import annotations
+
+import math
+from typing import Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch_geometric.nn import GCNConv, SAGEConv
-from torch_geometric.utils import coalesce, is_undirected, to_undirected
+from torch_geometric.utils import coalesce, is_undirected, remove_self_loops, softmax, to_undirected
 
 from ..errors import HgimbError
-from .base import GraphModel, seed_count
+from .base import SPARSE_INPUT_MAX_DENSITY, SPARSE_INPUT_MIN_COLUMNS, GraphModel, seed_count
 from .registry import register_model
+from .sparse import FixedAdjacency, GraphCache, HeadCSR, dropout, first_rows, head_spmm, spmm, spmm_add
+
+STYLES: Dict[str, Dict[str, object]] = {
+    "hgimb": {"input_dropout": True, "head": "linear", "weight_decay": "all"},
+    "reference": {"input_dropout": False, "head": "conv", "weight_decay": "first-layer"},
+}
+OPTIONS = ("style", "input_dropout", "head", "weight_decay")
 
 
 def _check_one_type(task, name: str) -> str:
@@ -39,75 +75,275 @@ def _check_one_type(task, name: str) -> str:
     return node_types[0]
 
 
+def _options(name: str, options: Dict[str, object]) -> Dict[str, object]:
+    unknown = sorted(set(options) - set(OPTIONS) - {"metapaths"})
+    if unknown:
+        raise HgimbError(f"model '{name}': unknown option(s) {unknown}; valid: {', '.join(OPTIONS)}")
+    style = str(options.get("style", "hgimb"))
+    if style not in STYLES:
+        raise HgimbError(f"model '{name}': style must be one of {', '.join(STYLES)}, got '{style}'")
+    out = dict(STYLES[style])
+    for key in ("input_dropout", "head", "weight_decay"):
+        if key in options:
+            out[key] = options[key]
+    if not isinstance(out["input_dropout"], bool):
+        raise HgimbError(f"model '{name}': input_dropout must be true or false, got {out['input_dropout']!r}")
+    if out["head"] not in ("linear", "conv"):
+        raise HgimbError(f"model '{name}': head must be linear or conv, got '{out['head']}'")
+    if out["weight_decay"] not in ("all", "first-layer"):
+        raise HgimbError(f"model '{name}': weight_decay must be all or first-layer, got '{out['weight_decay']}'")
+    return out
+
+
+# ------------------------------------------------------------------------------ sparse input
+class SparseFeatures:
+    """A constant feature matrix ``X`` (``[N, D]``) in CSR form plus its transpose, for
+    ``X @ W`` with an optional mask on the stored values (input dropout)."""
+
+    def __init__(self, x: torch.Tensor):
+        row, col = x.nonzero(as_tuple=True)  # row-major: already sorted by row, then column
+        self.shape = tuple(x.shape)
+        self.values = x[row, col]
+        self.indices = col
+        self.indptr = torch.zeros(x.size(0) + 1, dtype=torch.long, device=x.device)
+        torch.cumsum(torch.bincount(row, minlength=x.size(0)), 0, out=self.indptr[1:])
+        self.t_perm = torch.argsort(col, stable=True)  # entries in column order
+        self.t_indices = row[self.t_perm]
+        self.t_indptr = torch.zeros(x.size(1) + 1, dtype=torch.long, device=x.device)
+        torch.cumsum(torch.bincount(col, minlength=x.size(1)), 0, out=self.t_indptr[1:])
+
+    @staticmethod
+    def of(x: torch.Tensor) -> Optional["SparseFeatures"]:
+        """``x`` as CSR when it is wide and sparse enough to gain from it (the thresholds of
+        :class:`~hgimb.models.base.HeteroInput`), else None."""
+        if x.dim() != 2 or x.size(1) < SPARSE_INPUT_MIN_COLUMNS or x.numel() == 0 or not x.is_floating_point():
+            return None
+        if int(torch.count_nonzero(x)) > SPARSE_INPUT_MAX_DENSITY * x.numel():
+            return None
+        return SparseFeatures(x)
+
+    def matmul(self, weight_t: torch.Tensor, values: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``X @ weight_t`` (``weight_t``: ``[D, out]``), ``X``'s stored values replaced by ``values``."""
+        # a contiguous table: embedding_bag on the transposed view of a weight was ~5x slower
+        return _SparseInputProduct.apply(weight_t.contiguous(), self.values if values is None else values, self)
+
+
+class _SparseInputProduct(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, weight_t, values, feats):
+        ctx.feats = feats
+        ctx.save_for_backward(values)
+        values = values.to(weight_t.dtype)
+        return F.embedding_bag(feats.indices, weight_t, feats.indptr, mode="sum", per_sample_weights=values,
+                               include_last_offset=True)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (values,) = ctx.saved_tensors
+        f = ctx.feats
+        weights = values.index_select(0, f.t_perm).to(grad.dtype)
+        d_weight = F.embedding_bag(f.t_indices, grad.contiguous(), f.t_indptr, mode="sum",
+                                   per_sample_weights=weights, include_last_offset=True)
+        return d_weight, None, None
+
+
+def _glorot(t: torch.Tensor) -> None:
+    """PyG's ``glorot``: uniform in +-sqrt(6 / (size(-2) + size(-1)))."""
+    bound = math.sqrt(6.0 / (t.size(-2) + t.size(-1)))
+    with torch.no_grad():
+        t.uniform_(-bound, bound)
+
+
+# ------------------------------------------------------------------------------ the model
 class HomogeneousGNN(GraphModel):
     def __init__(self, task, cfg, conv: str):
         node_type = _check_one_type(task, conv)
-        hidden = int(cfg.hidden)
-        super().__init__(hidden, task.num_classes)
-        self.node_type = node_type
-        store = task.data[self.node_type]
+        opts = _options(conv, dict(cfg.options))
+        hidden, layers = int(cfg.hidden), max(int(cfg.layers), 1)
+        heads = int(cfg.heads) if conv == "gatconv" else 1
+        if conv == "gatconv" and hidden % heads:
+            raise HgimbError(f"model 'gatconv': --hidden {hidden} must be a multiple of --heads {heads} "
+                             "(heads x hidden/heads channels, concatenated)")
+        if opts["head"] == "conv" and layers < 2:
+            raise HgimbError(f"model '{conv}': head=conv (style=reference) needs --layers >= 2, got {layers}")
+        store = task.data[node_type]
         x = getattr(store, "x", None)
-        if x is None:
-            self.embed = nn.Embedding(int(store.num_nodes), hidden)
-            in_dim = hidden
-        else:
-            self.embed = None
-            in_dim = int(x.size(-1))
+        in_dim = hidden if x is None else int(x.size(-1))
+        n_convs = layers if opts["head"] == "linear" else layers - 1  # 'conv': the head is the last conv
+        dims = [in_dim] + [hidden] * n_convs
+        last_in = dims[-1]
+        out_dim = 2 * last_in if (opts["head"] == "conv" and conv == "sage") else last_in
+        super().__init__(out_dim, task.num_classes)
+        self.conv_kind, self.head_style, self.heads = conv, str(opts["head"]), heads
+        self.input_dropout, self.decay_scope = bool(opts["input_dropout"]), str(opts["weight_decay"])
+        self.node_type = node_type
+        self.num_hops = layers
+        self.embed = nn.Embedding(int(store.num_nodes), hidden) if x is None else None
         self.dropout = float(cfg.dropout)
-        layers = max(int(cfg.layers), 1)
-        dims = [in_dim] + [hidden] * layers
-        if conv == "gcn":
-            self.convs = nn.ModuleList(GCNConv(a, b) for a, b in zip(dims[:-1], dims[1:]))
-        else:
-            self.convs = nn.ModuleList(SAGEConv(a, b) for a, b in zip(dims[:-1], dims[1:]))
-        self._edge_cache = None  # (edge_index tensor objects, undirected edge_index)
+        # one weight per conv: [out, in] (GCN), [2 * out, in] = [W_l; W_r] (SAGE), [out, in] (GAT)
+        rows = [2 * b if conv == "sage" else b for b in dims[1:]]
+        self.weights = nn.ParameterList(nn.Parameter(torch.empty(r, a)) for r, a in zip(rows, dims[:-1]))
+        self.biases = nn.ParameterList(nn.Parameter(torch.empty(b)) for b in dims[1:])
+        if conv == "gatconv":
+            width = [b // self.heads for b in dims[1:]]
+            self.att_src = nn.ParameterList(nn.Parameter(torch.empty(1, self.heads, w)) for w in width)
+            self.att_dst = nn.ParameterList(nn.Parameter(torch.empty(1, self.heads, w)) for w in width)
+            if self.head_style == "conv":  # the output layer's attention vectors (one head)
+                self.out_att_src = nn.Parameter(torch.empty(task.num_classes))
+                self.out_att_dst = nn.Parameter(torch.empty(task.num_classes))
+        self._graphs = GraphCache(maxsize=4)  # edge tensors -> adjacency / attention graph
+        self._inputs = GraphCache(maxsize=4)  # feature tensor -> SparseFeatures (or None)
         stored = [task.data[et].edge_index for et in task.data.edge_types]
         self._stored_undirected = is_undirected(torch.cat(stored, 1), num_nodes=int(store.num_nodes)) if stored else True
         self.reset_parameters()
 
+    # -- parameters ------------------------------------------------------------------------
     def reset_parameters(self) -> None:
-        super().reset_parameters()
+        """The PyG initialisations: glorot weights and zero bias (GCNConv, GATConv), PyTorch's
+        Linear init for SAGE's ``lin_l``/``lin_r`` (fan-in of one of them)."""
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            if self.conv_kind == "sage":
+                bound = 1.0 / math.sqrt(w.size(1))
+                nn.init.uniform_(w, -bound, bound)
+                nn.init.uniform_(b, -bound, bound)
+            else:
+                _glorot(w)
+                nn.init.zeros_(b)
+            if self.conv_kind == "gatconv":
+                _glorot(self.att_src[i])
+                _glorot(self.att_dst[i])
         if self.embed is not None:
             nn.init.xavier_uniform_(self.embed.weight)
+        if self.head_style == "linear":
+            self.head.reset_parameters()
+        elif self.conv_kind == "sage":
+            bound = 1.0 / math.sqrt(self.head.in_features // 2)
+            nn.init.uniform_(self.head.weight, -bound, bound)
+            nn.init.uniform_(self.head.bias, -bound, bound)
+        else:
+            _glorot(self.head.weight)
+            nn.init.zeros_(self.head.bias)
+            if self.conv_kind == "gatconv":
+                _glorot(self.out_att_src.view(1, 1, -1))
+                _glorot(self.out_att_dst.view(1, 1, -1))
 
-    def _edge_index(self, data) -> torch.Tensor:
+    def no_weight_decay(self) -> List[nn.Parameter]:
+        """Parameters the optimiser should not decay: with ``weight_decay: first-layer``, all but
+        the first layer's (the reference code's ``non_reg_params``); else none."""
+        if self.decay_scope == "all":
+            return []
+        first = {id(p) for p in (self.weights[0], self.biases[0])} if len(self.weights) else set()
+        if self.conv_kind == "gatconv" and len(self.weights):
+            first |= {id(self.att_src[0]), id(self.att_dst[0])}
+        if self.embed is not None:
+            first.add(id(self.embed.weight))
+        return [p for p in self.parameters() if id(p) not in first]
+
+    # -- graph structure -------------------------------------------------------------------
+    def _edges(self, data, n: int) -> torch.Tensor:
         parts = [data[et].edge_index for et in data.edge_types]
-        if self._edge_cache is not None and len(parts) == len(self._edge_cache[0]) and all(
-                a is b for a, b in zip(parts, self._edge_cache[0])):
-            return self._edge_cache[1]
-        n = int(data[self.node_type].num_nodes)
         ei = torch.cat(parts, 1) if parts else torch.empty(2, 0, dtype=torch.long)
         if getattr(data[self.node_type], "batch_size", None) is None:
-            ei = to_undirected(ei, num_nodes=n)
-        elif self._stored_undirected:  # sampled: the in-edges already are the neighbours (see above)
-            ei = coalesce(ei, num_nodes=n)
-        else:
-            raise HgimbError("gcn/sage mini-batch training needs the graph stored with both edge directions "
-                             "(the sampler follows in-edges); drop --batch-size to train full-batch")
-        self._edge_cache = (parts, ei)
-        return ei
+            return to_undirected(ei, num_nodes=n)
+        if self._stored_undirected:  # sampled: the in-edges already are the neighbours (see above)
+            return coalesce(ei, num_nodes=n)
+        raise HgimbError("gcn/sage/gatconv mini-batch training needs the graph stored with both edge directions "
+                         "(the sampler follows in-edges); drop --batch-size to train full-batch")
 
-    def encode(self, data) -> torch.Tensor:
+    def _graph(self, data, what: str, heads: int = 1):
+        n = int(data[self.node_type].num_nodes)
+        tensors = [data[et].edge_index for et in data.edge_types]
+
+        def build():
+            ei = remove_self_loops(self._edges(data, n))[0]
+            if what == "sage":  # mean over neighbours, no self-loop
+                return FixedAdjacency.from_edge_index(ei, n, n, norm="mean")
+            loops = torch.arange(n, device=ei.device)
+            ei = torch.cat([ei, torch.stack([loops, loops])], 1)
+            if what == "gcn":  # D^-1/2 (A + I) D^-1/2
+                return FixedAdjacency.from_edge_index(ei, n, n, norm="sym")
+            order = torch.argsort(ei[1] * n + ei[0])  # by destination (HeadCSR's layout)
+            src, dst = ei[0][order], ei[1][order]
+            return src, dst, HeadCSR(src, dst, n, n, heads)
+
+        return self._graphs.get(tensors, (what, heads, n), build)
+
+    # -- layers ----------------------------------------------------------------------------
+    def _project(self, i: int, h, weight: torch.Tensor) -> torch.Tensor:
+        """``h @ weight^T``; ``h`` is a dense tensor or ``(SparseFeatures, values)``."""
+        if isinstance(h, tuple):
+            feats, values = h
+            return feats.matmul(weight.t(), values)
+        return h @ weight.t()
+
+    def _conv(self, i: int, h, data) -> torch.Tensor:
+        w, b = self.weights[i], self.biases[i]
+        if self.conv_kind == "gcn":
+            return spmm(self._graph(data, "gcn"), self._project(i, h, w)) + b
+        if self.conv_kind == "sage":
+            out = w.size(0) // 2
+            both = self._project(i, h, w)  # [N, 2 * out]: neighbours' share | root share
+            root = both[:, out:] + b
+            return spmm_add(root, self._graph(data, "sage"), both[:, :out].contiguous())
+        src, dst, graph = self._graph(data, "gat", self.heads)
+        xw = self._project(i, h, w).view(-1, self.heads, w.size(0) // self.heads)
+        a_src = (xw * self.att_src[i]).sum(-1)
+        a_dst = (xw * self.att_dst[i]).sum(-1)
+        alpha = softmax(F.leaky_relu(a_src[src] + a_dst[dst], 0.2), dst, num_nodes=xw.size(0))
+        return head_spmm(alpha, xw, graph).reshape(xw.size(0), -1) + b
+
+    def _last_aggregation(self, h: torch.Tensor, data) -> torch.Tensor:
+        """The aggregation half of the output convolution (its linear half is ``head``)."""
+        if self.conv_kind == "gcn":
+            return spmm(self._graph(data, "gcn"), h)
+        if self.conv_kind == "sage":
+            return torch.cat([spmm(self._graph(data, "sage"), h), h], 1)
+        src, dst, graph = self._graph(data, "gat", 1)
+        # a . (W h) = (W^T a) . h with W the head's weight: GATConv(hidden, C, heads=1)'s scores
+        s_src = h @ (self.head.weight.t() @ self.out_att_src)
+        s_dst = h @ (self.head.weight.t() @ self.out_att_dst)
+        alpha = softmax(F.leaky_relu(s_src[src] + s_dst[dst], 0.2), dst, num_nodes=h.size(0))
+        return head_spmm(alpha.unsqueeze(1), h.unsqueeze(1), graph).squeeze(1)
+
+    def _input(self, data):
         store = data[self.node_type]
-        if self.embed is None:
-            h = store.x
-        else:
+        if self.embed is not None:
             n_id = getattr(store, "n_id", None)
             h = self.embed.weight if n_id is None else self.embed.weight[n_id]
-        edge_index = self._edge_index(data)
-        for i, conv in enumerate(self.convs):
-            h = F.dropout(h, self.dropout, self.training)
-            h = conv(h, edge_index)
-            if i < len(self.convs) - 1:
+            return dropout(h, self.dropout, self.training) if self.input_dropout else h
+        x = store.x
+        feats = None if x.requires_grad else self._inputs.get([x], "x", lambda: SparseFeatures.of(x))
+        if feats is None:
+            return dropout(x, self.dropout, self.training) if self.input_dropout else x
+        values = feats.values
+        if self.input_dropout:
+            values = dropout(values, self.dropout, self.training)  # zeros stay zeros: drop stored values only
+        return feats, values
+
+    def encode(self, data) -> torch.Tensor:
+        h = self._input(data)
+        last = len(self.weights) - 1
+        for i in range(len(self.weights)):
+            if i > 0:
+                h = dropout(h, self.dropout, self.training)
+            h = self._conv(i, h, data)
+            if i < last or self.head_style == "conv":
                 h = F.relu(h)
-        return h[: seed_count(data, self.node_type)]
+        if self.head_style == "conv":
+            h = self._last_aggregation(dropout(h, self.dropout, self.training), data)
+        return first_rows(h, seed_count(data, self.node_type))
 
 
-@register_model("gcn", kinds=("node",), help="GCN (Kipf & Welling 2017), PyG GCNConv; one node type")
+@register_model("gcn", kinds=("node",), help="GCN (Kipf & Welling 2017), equal to PyG GCNConv; one node type; style=hgimb|reference")
 def build_gcn(task, cfg):
     return HomogeneousGNN(task, cfg, "gcn")
 
 
-@register_model("sage", kinds=("node",), help="GraphSAGE (Hamilton et al. 2017), PyG SAGEConv (mean); one node type")
+@register_model("sage", kinds=("node",), help="GraphSAGE (Hamilton et al. 2017), equal to PyG SAGEConv (mean); one node type; style=hgimb|reference")
 def build_sage(task, cfg):
     return HomogeneousGNN(task, cfg, "sage")
+
+
+@register_model("gatconv", kinds=("node",), help="GAT (Velickovic et al. 2018), equal to PyG GATConv; one node type; style=hgimb|reference")
+def build_gatconv(task, cfg):
+    return HomogeneousGNN(task, cfg, "gatconv")
