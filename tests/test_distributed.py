@@ -142,6 +142,20 @@ def rank_main(out_dir: str) -> None:
         outcome = Trainer(load_task(cfg), cfg).fit()
         results["sampled"] = {"state": outcome.model.state_dict(), "history": outcome.history,
                               "logits": outcome.logits, "world_size": outcome.world_size}
+        # featureless tables with row-sparse gradients (--sparse-embeddings on): rows all-gathered
+        cfg = cfg.replace(remedy="none", sparse_embeddings="on")
+        outcome = Trainer(load_task(cfg), cfg).fit()
+        results["sampled_sparse"] = {"state": outcome.model.state_dict(), "logits": outcome.logits}
+    # a sparse gradient summed over ranks as rows equals the dense all-reduce
+    rank = world.rank
+    sparse = torch.nn.Parameter(torch.zeros(6, 2))
+    sparse.hgimb_sparse_grad = True
+    rows = torch.tensor([0, 3]) if rank == 0 else torch.tensor([3, 5, 5])
+    sparse.grad = torch.sparse_coo_tensor(rows.unsqueeze(0), torch.arange(2.0 * rows.numel()).view(-1, 2) + rank, (6, 2))
+    dense = torch.nn.Parameter(torch.zeros(6, 2))
+    dense.grad = sparse.grad.to_dense()
+    distributed.all_reduce_gradients([sparse, dense])
+    results["sparse_grad"] = (sparse.grad.is_sparse, sparse.grad.to_dense(), dense.grad)
     items = torch.arange(11) * 10
     mine = distributed.shard(items, world)
     rows, own = distributed.gather_rows(mine.float().unsqueeze(1), dtype=torch.float32, ndim=2)
@@ -233,6 +247,18 @@ def test_neighbour_sampling_shards_seeds_and_keeps_ranks_identical(torchrun):
     history = (torchrun[0] / "rank0" / "runs" / RUN_NAME / "history.csv").read_text().splitlines()
     n_train = int(history[1].split(",")[history[0].split(",").index("train_items")])
     assert [h["train_items"] for h in rank0["sampled"]["history"]] == [n_train] * 3
+
+
+def test_sparse_embedding_gradients_are_summed_as_rows_and_ranks_stay_identical(torchrun):
+    rank0, rank1 = torchrun[2]
+    for result in (rank0, rank1):
+        is_sparse, summed, dense = result["sparse_grad"]
+        assert is_sparse and torch.equal(summed, dense) and summed.abs().sum() > 0
+    if "sampled_sparse" not in rank0:
+        pytest.skip("the neighbor-sampling batching strategy is not registered")
+    for key, value in rank0["sampled_sparse"]["state"].items():
+        assert torch.equal(value, rank1["sampled_sparse"]["state"][key]), key
+    assert torch.equal(rank0["sampled_sparse"]["logits"], rank1["sampled_sparse"]["logits"])
 
 
 def test_graph_batches_equal_single_process_batches_of_twice_the_size(torchrun):

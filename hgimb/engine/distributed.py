@@ -295,6 +295,10 @@ def all_reduce_gradients(params: Iterable[torch.nn.Parameter]) -> None:
     dist = _dist()
     device = _comm_device()
     params = [p for p in params if p.requires_grad]
+    for p in params:
+        if getattr(p, "hgimb_sparse_grad", False):
+            _all_reduce_sparse(p)
+    params = [p for p in params if not getattr(p, "hgimb_sparse_grad", False)]
     if not params:
         return
     dtype = params[0].dtype if all(p.dtype == params[0].dtype for p in params) else torch.float32
@@ -314,3 +318,26 @@ def all_reduce_gradients(params: Iterable[torch.nn.Parameter]) -> None:
         count = p.numel()
         p.grad = flat[offset:offset + count].view_as(p).to(device=p.device, dtype=p.dtype) if has_grad else None
         offset += count
+
+
+@torch.no_grad()
+def _all_reduce_sparse(p: torch.nn.Parameter) -> None:
+    """Sum a row-sparse gradient (``--sparse-embeddings``) over ranks as rows: every rank
+    gathers all ranks' (row, values) pairs and adds duplicate rows, so the tables' gradients
+    never become table-sized. A dense gradient on such a parameter (a full-graph forward) is
+    sent as all of its rows."""
+    grad = p.grad
+    if grad is not None and not grad.is_sparse:
+        grad = grad.to_sparse(1)
+    if grad is not None:
+        grad = grad.coalesce()
+    rows = None if grad is None or grad.indices().numel() == 0 else grad.indices()[0]
+    values = None if rows is None else grad.values()
+    any_grad = max_int(int(grad is not None))
+    all_rows, _ = gather_rows(rows, dtype=torch.long, ndim=1)
+    all_values, _ = gather_rows(values, dtype=p.dtype, ndim=2)
+    if not any_grad:
+        p.grad = None
+        return
+    all_values = all_values.reshape(-1, *p.shape[1:])
+    p.grad = torch.sparse_coo_tensor(all_rows.unsqueeze(0).to(p.device), all_values.to(p.device), p.shape).coalesce()

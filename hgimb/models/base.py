@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .sparse import FixedAdjacency, GraphCache, spmm
@@ -91,7 +92,8 @@ class HeteroInput(nn.Module):
     """Input features for every node type: a linear projection of the given features, or a
     learnable embedding per node for featureless types (Freebase has no attributes at all).
 
-    Sampled subgraphs carry ``n_id`` (the original node ids), which index the embedding tables.
+    Sampled subgraphs carry ``n_id`` (the original node ids), which index the embedding tables
+    (with ``sparse_embeddings`` on, through ``F.embedding(sparse=True)``: a row-sparse gradient).
     Sparse wide features (bag-of-words) are projected with a cached CSR product
     (:func:`sparse_rows`), which gives the same values and gradients as the dense ``nn.Linear``.
     """
@@ -109,6 +111,9 @@ class HeteroInput(nn.Module):
             else:
                 self.embed[node_type] = nn.Embedding(int(store.num_nodes), out_dim)
         self._sparse = GraphCache(maxsize=16)  # feature tensor -> its CSR form (or None: dense)
+        # row-sparse gradients for the tables of sampled subgraphs (set by
+        # hgimb.engine.optim.configure_sparse; the optimiser must then accept sparse gradients)
+        self.sparse_embeddings = False
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -126,7 +131,12 @@ class HeteroInput(nn.Module):
             else:
                 n_id = getattr(store, "n_id", None)
                 weight = self.embed[node_type].weight
-                out[node_type] = weight if n_id is None else weight[n_id]
+                if n_id is None:
+                    out[node_type] = weight
+                elif self.sparse_embeddings and weight.requires_grad:
+                    out[node_type] = F.embedding(n_id, weight, sparse=True)  # gradient: the n_id rows only
+                else:
+                    out[node_type] = weight[n_id]
         return out
 
     def _project(self, node_type: str, x: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,7 @@ A GAT over the whole heterogeneous graph viewed as one homogeneous graph, with t
    ``e_ij = LeakyReLU(a_l·W h_j + a_r·W h_i + a_e·W_r r_type(ij))``;
 2. residual connections on nodes (all layers but the first) and on attention
    (``alpha = (1 - beta) * alpha + beta * alpha_previous_layer``, beta = 0.05);
-3. the final embeddings are L2-normalised.
+3. the output is L2-normalised.
 Self-loops are added with their own edge type, as in the HGB code.
 
 Why not PyG's ``GATConv``: it takes edge features, not a per-relation embedding table with the
@@ -13,15 +13,29 @@ attention residual, so the layer is written here: PyG's ``softmax`` for the atte
 multi-head CSR aggregation (:func:`attention_aggregate`, :func:`hgimb.models.sparse.head_spmm`)
 that never materialises per-edge messages, with the node residual summed into its output buffer.
 
-Layout (HGB ``myGAT``): input projection per node type (``HeteroInput``: features projected,
-featureless types get learnable embeddings) -> ``layers`` multi-head layers (``heads`` x ``hidden``,
-ELU) -> one single-head output layer to ``hidden`` dims with node residual -> L2 normalisation.
-The HGB code ends with a ``num_classes``-wide output layer; here the output layer is ``hidden``
-wide and the (linear) head of :class:`GraphModel` maps it to classes, so remedies can work on the
-normalised embeddings.
+Layout (HGB ``myGAT``, THUDM/HGB NC/benchmark/methods/baseline/GNN.py and conv.py): input
+projection per node type (``HeteroInput``: features projected, featureless types get learnable
+embeddings; both initialised as HGB's ``fc_list``, xavier-normal gain 1.414) -> ``layers``
+multi-head layers (``heads`` x ``hidden``, ELU) -> one single-head output layer to
+``num_classes`` dims with node residual -> L2 normalisation, and those unit-norm class scores are
+the logits (HGB feeds them to ``log_softmax``; the head here is the frozen identity,
+:class:`NormalisedLogits`). ``output=linear`` keeps the earlier layout instead: a ``hidden``-wide
+output layer, L2-normalised, then a trained linear head. That layout learned slower at HGB's lr
+5e-4 (best epochs 294-299 of 300 on ACM): the logits' scale is the head's weight norm, which Adam
+grows by ~lr per step, so the validation loss kept falling with the scale alone.
+
+Remaining deviations from the HGB code: featureless types are embedding tables, not a linear
+map of a sparse identity, so they have no per-type bias (HGB's ``fc`` bias, U(+-1/sqrt(N)));
+dropout masks come from hgimb's byte-per-element CPU dropout (``sparse.dropout``: p rounded to
+1/256, different random draws from torch's); the output layer computes the target rows only
+(the same values); edges are typed per stored relation (HGB's DGL graph merges duplicate
+(u, v) pairs of different relations into one edge of the last type; hgimb keeps each); early
+stopping is the trainer's (best validation loss, patience 30: HGB's ``EarlyStopping`` also
+restores the best checkpoint).
 
 Options (``cfg.options``): ``edge_dim`` (64), ``beta`` (0.05), ``negative_slope`` (0.05),
-``attn_dropout`` (defaults to ``cfg.dropout``).
+``attn_dropout`` (defaults to ``cfg.dropout``), ``output`` (``hgb`` | ``linear``),
+``input_init`` (``hgb`` | ``default``: HeteroInput's own initialisation).
 """
 from __future__ import annotations
 
@@ -32,9 +46,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch_geometric.utils import softmax
 
+from ..errors import HgimbError
 from .base import GraphModel, HeteroInput, seed_count
 from .registry import register_model
-from .sparse import HeadCSR, head_spmm, narrow_mm
+from .sparse import HeadCSR, dropout, head_spmm, narrow_mm
 
 # Published HGB settings (Lv et al. 2021; THUDM/HGB NC/benchmark/methods/baseline/run_new.py
 # defaults and README commands). ``layers`` counts the multi-head layers before the output layer
@@ -147,8 +162,9 @@ class SimpleHGNConv(nn.Module):
         self.att_src = nn.Parameter(torch.empty(1, heads, out_channels))
         self.att_dst = nn.Parameter(torch.empty(1, heads, out_channels))
         self.att_edge = nn.Parameter(torch.empty(1, heads, edge_dim))
-        self.feat_drop = nn.Dropout(dropout)
-        self.attn_drop = nn.Dropout(attn_dropout)
+        # dropout with hgimb's cheaper CPU mask (``sparse.dropout``): torch's Bernoulli draw was
+        # ~10% of a Freebase epoch at 8 x 64
+        self.dropout, self.attn_dropout = float(dropout), float(attn_dropout)
         if residual:
             # as in the HGB code: identity only when the input width equals the per-head output
             # width (broadcast over heads), else a linear map (so 512 -> 8 x 64 is learned)
@@ -190,9 +206,9 @@ class SimpleHGNConv(nn.Module):
                 rows: Optional[Tuple[Tuple[int, int], ...]] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         """``rows`` (``(start, stop)`` node ranges): compute only those output rows, in that
         order (the attention over all edges is still returned, for the next layer)."""
-        h_in = self.feat_drop(x)
+        h_in = dropout(x, self.dropout, self.training)
         h = self.lin(h_in).view(-1, self.heads, self.out_channels)
-        alpha = self.attn_drop(self.attention(h_in, graph))
+        alpha = dropout(self.attention(h_in, graph), self.attn_dropout, self.training)
         if res_attn is not None and self.beta > 0:
             alpha = alpha * (1.0 - self.beta) + res_attn * self.beta
         if rows is None or tuple(rows) == ((0, graph.num_nodes),):
@@ -236,11 +252,39 @@ def homogeneous_view(data, edge_types) -> Tuple[AttentionGraph, Dict[str, int]]:
     return AttentionGraph(edge_index, edge_type, start), offsets
 
 
+OUTPUTS = ("hgb", "linear")
+INPUT_INITS = ("hgb", "default")
+
+
+class NormalisedLogits(nn.Linear):
+    """The head of ``output=hgb``: the identity, frozen. HGB's L2-normalised output layer *is*
+    the logits (``F.log_softmax`` of unit-norm class scores, no layer after it); keeping an
+    ``nn.Linear`` here (weight = I, bias = 0, neither trained) lets ``prior-bias`` still set a
+    bias and embedding-space remedies still call ``model.head``."""
+
+    def __init__(self, num_classes: int):
+        super().__init__(num_classes, num_classes)
+        self.weight.requires_grad_(False)
+        self.bias.requires_grad_(False)
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            self.weight.copy_(torch.eye(self.in_features, dtype=self.weight.dtype))
+            self.bias.zero_()
+
+
 class SimpleHGN(GraphModel):
     def __init__(self, task, cfg):
         options = cfg.options or {}
         hidden, heads = int(cfg.hidden), int(cfg.heads)
-        super().__init__(hidden, task.num_classes)
+        self_output = str(options.get("output", "hgb"))
+        if self_output not in OUTPUTS:
+            raise HgimbError(f"model 'simple-hgn': --model-option output={self_output} is not one of {', '.join(OUTPUTS)}")
+        input_init = str(options.get("input_init", "hgb"))
+        if input_init not in INPUT_INITS:
+            raise HgimbError(f"model 'simple-hgn': --model-option input_init={input_init} is not one of {', '.join(INPUT_INITS)}")
+        super().__init__(task.num_classes if self_output == "hgb" else hidden, task.num_classes)
+        self.output, self.input_init = self_output, input_init
         self.target_types = list(task.target_types)
         self.edge_types = list(task.data.edge_types)
         edge_dim = int(options.get("edge_dim", 64))
@@ -256,9 +300,30 @@ class SimpleHGN(GraphModel):
                 in_dim, hidden, heads, num_edge_types, edge_dim, cfg.dropout, attn_dropout, slope,
                 residual=layer > 0, activation=True, beta=beta))
             in_dim = hidden * heads
-        self.out_conv = SimpleHGNConv(in_dim, hidden, 1, num_edge_types, edge_dim, cfg.dropout,
+        out_width = task.num_classes if self.output == "hgb" else hidden
+        self.out_conv = SimpleHGNConv(in_dim, out_width, 1, num_edge_types, edge_dim, cfg.dropout,
                                       attn_dropout, slope, residual=True, activation=False, beta=beta)
+        if self.output == "hgb":
+            self.head = NormalisedLogits(task.num_classes)
         self._view_cache = None  # (data, view): the full graph's homogeneous view, built once
+        self._hgb_input_init()
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        self._hgb_input_init()
+
+    def _hgb_input_init(self) -> None:
+        """HGB's input projections: ``xavier_normal_(gain=1.414)`` on every ``fc_list`` weight. An
+        id-feature type's embedding row is a column of that weight (HGB multiplies a sparse
+        identity), and ``xavier_normal_`` on ``[N, hidden]`` has the same spread as on
+        ``[hidden, N]``. (HeteroInput's own init: PyTorch's Linear default, ~3.4x smaller on
+        ACM's 1,902 paper features, and xavier-uniform gain 1 embeddings.)"""
+        if self.input_init != "hgb":
+            return
+        for lin in self.input.proj.values():
+            nn.init.xavier_normal_(lin.weight, gain=1.414)
+        for emb in self.input.embed.values():
+            nn.init.xavier_normal_(emb.weight, gain=1.414)
 
     def _view(self, data):
         if self._view_cache is not None and self._view_cache[0] is data:
@@ -283,7 +348,12 @@ class SimpleHGN(GraphModel):
         return F.normalize(h, p=2, dim=-1, eps=1e-12)
 
 
-@register_model("simple-hgn", kinds=("node",), help="Simple-HGN (Lv et al. KDD 2021): GAT with edge-type attention, residuals, L2 norm")
+@register_model("simple-hgn", kinds=("node",), help="Simple-HGN (Lv et al. KDD 2021): GAT with edge-type attention, residuals, L2 norm",
+                options={"edge_dim": 64, "beta": 0.05, "negative_slope": 0.05, "attn_dropout": None, "output": "hgb",
+                         "input_init": "hgb"},
+                # HGB's run settings for Simple-HGN (its run_new.py defaults; early stopping on val loss)
+                defaults={k: HGB_DEFAULTS["_all"][k] for k in ("hidden", "heads", "layers", "dropout", "lr", "weight_decay",
+                                                               "epochs", "patience")} | {"monitor": "loss"})
 def build_simple_hgn(task, cfg):
     return SimpleHGN(task, cfg)
 
