@@ -3,16 +3,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import sys
 from typing import Any, Callable, Dict, List, Optional
 
 import yaml
 
-from .config import RunConfig
+from .config import DICT_FLAGS, RunConfig
 from .errors import HgimbError
 
 # Fields set through dedicated flags (key=value lists, booleans) rather than the generic mapping.
-KEY_VALUE_FLAGS = {"remedy_params": "--remedy-param", "dataset_options": "--dataset-option", "model_options": "--model-option"}
+KEY_VALUE_FLAGS = DICT_FLAGS
 _BOOLEAN = {"quiet", "skip_bad"}
 _HELP = {
     "dataset": "dataset name or prefix:path (see the list below)",
@@ -81,19 +82,39 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         if name in values:
             values[name] = parse_key_values(values[name], flag)
     config_path = getattr(args, "config", None)
+    sources = {k: "flag" for k in values}
     if config_path:
-        base = RunConfig.from_yaml(config_path)
-        merged = base.to_dict()
+        file_values = RunConfig.read_yaml(config_path)
+        RunConfig.from_dict(file_values, source=str(config_path))  # the file alone is valid
+        merged = dict(file_values)
         for name in KEY_VALUE_FLAGS:
-            if name in values:
-                values[name] = {**merged.get(name, {}), **values[name]}
+            if name in values and isinstance(merged.get(name), dict):
+                values[name] = {**merged[name], **values[name]}
         merged.update(values)
-        return RunConfig.from_dict(merged, source=str(config_path))
-    return RunConfig.from_dict(values, source="command line")
+        sources = {**{k: f"config file {config_path}" for k in file_values}, **sources}
+        return RunConfig.from_dict(merged, source=str(config_path), sources=sources)
+    return RunConfig.from_dict(values, source="command line", sources=sources)
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse, but usage errors exit 2 with one line (no usage dump)."""
+    """argparse, but usage errors exit 2 with one line (no usage dump), and an option's value may
+    start with a minus sign (``--fanout -1,5``), which plain argparse takes for another option."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        args = list(sys.argv[1:] if args is None else args)
+        joined = []
+        i = 0
+        while i < len(args):
+            token = args[i]
+            action = self._option_string_actions.get(token)
+            takes_value = action is not None and action.nargs is None and action.option_strings and action.const is None
+            if takes_value and i + 1 < len(args) and re.match(r"^-\d", args[i + 1]):
+                joined.append(f"{token}={args[i + 1]}")
+                i += 2
+                continue
+            joined.append(token)
+            i += 1
+        return super().parse_known_args(joined, namespace)
 
     def error(self, message: str):  # noqa: D401
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")

@@ -5,7 +5,7 @@ class empty) raises :class:`HgimbError` with a one-line message that names the o
 file/line/value and says what to do. The CLIs catch it, print ``error: <message>`` on stderr
 and exit with status 2. Programming errors stay ordinary exceptions (tracebacks are for bugs).
 
-Problems hgimb works around (a skipped bad row, an edgeless graph) are :class:`DataWarning`\s,
+Problems hgimb works around (a skipped bad row, an edgeless graph) are :class:`DataWarning` warnings,
 shown as one line ``warning: <message>`` on stderr (through :mod:`warnings`, so they can be
 filtered or turned into errors like any other warning).
 """

@@ -1,4 +1,4 @@
-"""Every metric, per class and per node type, into one report dict (DESIGN.md, "Run directory").
+"""Every metric, per class and per node type, into one report dict (docs/architecture.md, "Run directory").
 
 Conventions:
 - Thresholded metrics (accuracy, F1, recall, confusion matrix, ...) use the *decisions*
@@ -6,7 +6,9 @@ Conventions:
 - Ranking metrics (PR-AUC, ROC-AUC) use the model's class probabilities ``prob``.
 - Macro averages run over the classes present in ``y_true`` (a class absent from a split has no
   recall to average); ``per_class`` always lists every class, with ``None`` where a value is
-  undefined (JSON has no NaN).
+  undefined (JSON has no NaN). ``missing_classes`` names the classes a split lacks; a binary
+  split with one class only has no macro-F1, balanced accuracy or G-mean (``None``), since any
+  prediction of the one class would score 1.0.
 """
 from __future__ import annotations
 
@@ -86,6 +88,12 @@ def classification_report(y_true: Sequence[int], prob: np.ndarray, class_names: 
         for c in labels
     ]
     report["confusion_matrix"] = confusion_matrix(y_true, pred, labels=labels).tolist()
+    missing = [class_names[c] for c in labels if not support[c]]
+    report["missing_classes"] = missing
+    if missing and num_classes == 2:
+        # one class only: every prediction of it scores F1 1.0, which says nothing about the task
+        for key in ("balanced_accuracy", "macro_f1", "g_mean"):
+            report[key] = None
     if num_classes == 2:
         report["pr_auc"] = pr_auc[1]
         report["roc_auc"] = roc_auc[1]
@@ -121,6 +129,8 @@ def quick_score(y_true: np.ndarray, pred: np.ndarray, metric: str, num_classes: 
         return float(f1.mean()) if len(labels) else 0.0
     if metric == "accuracy":
         return float((y_true == pred).mean())
+    if metric == "acc_f1":
+        return (quick_score(y_true, pred, "accuracy", num_classes) + quick_score(y_true, pred, "macro_f1", num_classes)) / 2.0
     if metric == "balanced_accuracy":
         recalls = [(pred[y_true == c] == c).mean() for c in labels]
         return float(np.mean(recalls))
@@ -132,7 +142,21 @@ def quick_score(y_true: np.ndarray, pred: np.ndarray, metric: str, num_classes: 
     raise ValueError(metric)
 
 
-MONITOR_METRICS = ("macro_f1", "balanced_accuracy", "accuracy", "micro_f1", "g_mean", "loss")
+# acc_f1: (accuracy + macro-F1) / 2, the selection rule of the GraphENS / TAM / GraphSHA code
+MONITOR_METRICS = ("macro_f1", "balanced_accuracy", "accuracy", "micro_f1", "g_mean", "acc_f1",
+                   "pr_auc", "roc_auc", "loss")
+# threshold-free monitors (binary tasks): rank validation items by logit1 - logit0
+RANKING_MONITORS = ("pr_auc", "roc_auc")
+
+
+def ranking_score(y_true: np.ndarray, scores: np.ndarray, metric: str) -> float:
+    """PR-AUC (average precision) or ROC-AUC of the positive class 1; 0.0 when the split has a
+    single class (undefined: no epoch can be preferred on it)."""
+    y_true = np.asarray(y_true)
+    if y_true.size == 0 or (y_true == 1).all() or not (y_true == 1).any():
+        return 0.0
+    metric_fn = {"pr_auc": average_precision_score, "roc_auc": roc_auc_score}[metric]
+    return float(metric_fn((y_true == 1).astype(int), np.asarray(scores, dtype=np.float64)))
 
 
 def format_report(report: Dict, title: str = "") -> str:

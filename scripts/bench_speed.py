@@ -1,6 +1,6 @@
 """Speed on one machine: hgimb's training epoch against a minimal hand-written PyG script.
 
-    HGIMB_DATA=/work/shared/datasets .venv/bin/python scripts/bench_speed.py       # -> BENCHMARKS.md `speed`
+    HGIMB_DATA=<data root> .venv/bin/python scripts/bench_speed.py       # -> BENCHMARKS.md `speed`
     .venv/bin/python scripts/bench_speed.py --datasets acm --models rgcn --reps 5 --no-doc
 
 For every (dataset, model), both sides get the same data, the same settings

@@ -325,6 +325,17 @@ def _relation_name(meaning: Optional[str], k: int) -> str:
 
 
 # ============================================================================ parsing
+def _check_declared(table: _Table, values: np.ndarray, declared: Dict[int, object], what: str) -> None:
+    """When info.dat declares the types, every row's type must be one of them (named at its line)."""
+    if not declared:
+        return
+    undeclared = np.flatnonzero(~np.isin(values, list(declared)))
+    if len(undeclared):
+        i = int(undeclared[0])
+        raise table.fail(i, f"{what} {values[i]} is not declared in info.dat (declared: "
+                            f"{', '.join(str(k) for k in sorted(declared))})")
+
+
 def _parse(source: _Source) -> Tuple[HeteroData, HgbInfo]:
     info = _parse_info(source.read("info.dat").decode("utf-8", "replace"), source.where("info.dat")) if source.has("info.dat") else _Info()
 
@@ -344,12 +355,7 @@ def _parse(source: _Source) -> Tuple[HeteroData, HgbInfo]:
         first = int(id_order[np.searchsorted(sorted_ids, ids[row])])
         raise nodes.fail(row, f"node id {ids[row]} appears twice (also line {int(nodes.line_no[first])})")
 
-    if info.node_types:
-        undeclared = np.flatnonzero(~np.isin(types, list(info.node_types)))
-        if len(undeclared):
-            i = int(undeclared[0])
-            raise nodes.fail(i, f"node type {types[i]} is not declared in info.dat (declared: "
-                                f"{', '.join(str(k) for k in sorted(info.node_types))})")
+    _check_declared(nodes, types, info.node_types, "node type")
     type_ids, type_of_row, type_counts = np.unique(types, return_inverse=True, return_counts=True)
     type_names = _node_type_names(type_ids, info)
     type_order = np.argsort(type_of_row, kind="stable")  # rows grouped by type, file order inside
@@ -386,12 +392,7 @@ def _parse(source: _Source) -> Tuple[HeteroData, HgbInfo]:
                         {0: ("source id", "int"), 1: ("target id", "int"), 2: ("link type", "int"), 3: ("weight", "float")},
                         3, 4, "3 or 4 (source, target, link type[, weight])")
     link_types = links.frame[2].to_numpy(np.int64)
-    if info.link_types:
-        undeclared = np.flatnonzero(~np.isin(link_types, list(info.link_types)))
-        if len(undeclared):
-            i = int(undeclared[0])
-            raise links.fail(i, f"link type {link_types[i]} is not declared in info.dat (declared: "
-                                f"{', '.join(str(k) for k in sorted(info.link_types))})")
+    _check_declared(links, link_types, info.link_types, "link type")
     src_rows = lookup(links, links.frame[0].to_numpy(np.int64), "source")
     dst_rows = lookup(links, links.frame[1].to_numpy(np.int64), "target")
     weights = links.frame[3].to_numpy(np.float64) if 3 in links.frame else np.ones(len(link_types))

@@ -1,4 +1,4 @@
-"""The Task: the one object that crosses every boundary (see DESIGN.md, "The flow").
+"""The Task: the one object that crosses every boundary (see docs/architecture.md, "The flow").
 
 Items are what gets classified: the nodes of the labelled node type(s) of a node task, in the
 order of ``target_types`` (all nodes of the first type, then all of the second, ...), or the

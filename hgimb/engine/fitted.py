@@ -32,9 +32,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import HgimbError
-from ..imbalance import RemedyContext, build_remedy
 from ..metrics import quick_score
-from .trainer import TrainOutcome
+from .trainer import TrainOutcome, seeded_remedy
 
 PROBABILITY_FLOOR = 1e-7  # log(0) guard for logits = log p
 
@@ -61,15 +60,7 @@ def effective_class_weights(remedy, num_classes: int) -> Optional[np.ndarray]:
 class FitTrainer:
     def __init__(self, task, cfg, model):
         self.task, self.cfg, self.model = task, cfg, model
-        torch.manual_seed(cfg.seed)
-        self.rng = torch.Generator().manual_seed(cfg.seed)
-        self.remedy = build_remedy(cfg.remedy, cfg.remedy_params)
-        train_index = task.split["train"]
-        self.ctx = RemedyContext(
-            num_classes=task.num_classes, train_index=train_index, train_labels=task.y[train_index],
-            kind=task.kind, epochs=1, seed=cfg.seed, class_names=list(task.class_names),
-            extras={"task": task, "device": torch.device("cpu")},
-        )
+        self.rng, self.remedy, self.ctx = seeded_remedy(task, cfg, 1, torch.device("cpu"))
         self.remedy.setup(self.ctx)
         self.remedy.init_model(self.model)
 

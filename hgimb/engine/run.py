@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import inspect
 import json
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,12 +15,11 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
-import yaml
 
 from ..config import RunConfig
 from ..data import dataset_loader, data_root
 from ..data.task import Task
-from ..errors import HgimbError
+from ..errors import HgimbError, warn_data
 from ..metrics import classification_report, minority_class
 from . import distributed
 from .allocator import tune_allocator
@@ -45,23 +43,22 @@ def load_task(cfg: RunConfig) -> Task:
     if cfg.threshold is not None and "threshold" not in accepted:
         raise HgimbError(f"--threshold applies to datasets with real-valued targets (crystal graphs); '{cfg.dataset}' has class labels")
     task = loader(data_root(cfg.data_root), **fixed, **options)
+    if not (cfg.folds and cfg.folds > 1):  # folds are split in run_experiment
+        task = make_split(task, split=cfg.split, val_fraction=cfg.val_fraction, train_fraction=cfg.train_fraction,
+                          test_fraction=cfg.test_fraction, per_class=cfg.per_class,
+                          imbalance_ratio=cfg.imbalance_ratio, imbalance_type=cfg.imbalance_type, seed=cfg.seed)
+    # features after the split: a structure a feature set drops (--skip-bad) leaves its split
+    # without moving any other item, so runs with and without features share their splits
     if cfg.features != "default":
         task = add_features(task, cfg)
-    if cfg.folds and cfg.folds > 1:
-        return task  # folds are split in run_experiment
-    return make_split(task, split=cfg.split, val_fraction=cfg.val_fraction, train_fraction=cfg.train_fraction,
-                      test_fraction=cfg.test_fraction, per_class=cfg.per_class,
-                      imbalance_ratio=cfg.imbalance_ratio, imbalance_type=cfg.imbalance_type, seed=cfg.seed)
+    return task
 
 
 def add_features(task: Task, cfg: RunConfig) -> Task:
-    if cfg.features == "metapath2vec":
-        if task.kind != "node":
-            raise HgimbError("--features metapath2vec applies to node tasks on heterogeneous graphs")
-        from ..models.metapath2vec import metapath2vec_features
+    """``--features a+b``: each name is an entry of the feature-set registry (hgimb.features)."""
+    from ..features import add_features as apply_feature_sets
 
-        return metapath2vec_features(task, cfg.metapaths, seed=cfg.seed)
-    raise HgimbError(f"--features must be 'default' or 'metapath2vec', got '{cfg.features}'")
+    return apply_feature_sets(task, cfg)
 
 
 def _binary_threshold(outcome: TrainOutcome) -> Optional[float]:
@@ -89,6 +86,10 @@ def build_reports(task: Task, outcome: TrainOutcome) -> Dict[str, Dict]:
         y = task.y[items[rows]].numpy()
         report = classification_report(y, probs[rows], task.class_names, pred=pred[rows], threshold=threshold,
                                        minority=minority)
+        if report.get("missing_classes"):
+            warn_data(f"the {part} split has no samples of class(es) {', '.join(map(repr, report['missing_classes']))}: "
+                      "their recall and F1 are undefined and macro averages cover the other classes only"
+                      + (" (binary task: macro-F1 and balanced accuracy are not reported)" if task.is_binary else ""))
         if len(task.target_types) > 1:
             types = item_type[items[rows]]
             report["per_node_type"] = {
@@ -135,7 +136,18 @@ def _progress(cfg: RunConfig):
 
 
 def train_task(task: Task, cfg: RunConfig) -> RunResult:
-    outcome = Trainer(task, cfg, progress=_progress(cfg)).fit()
+    """Build the model, then train it the way it declares: ``fit``/``predict_proba`` (fitted
+    models, :mod:`hgimb.engine.fitted`) or gradient steps (:class:`Trainer`)."""
+    from ..models import build_model
+    from .fitted import FitTrainer, fits_directly
+    from .trainer import model_config
+
+    torch.manual_seed(cfg.seed)  # as Trainer seeds before it builds: the same initial weights
+    model = build_model(cfg.model, task, model_config(cfg))
+    if fits_directly(model):
+        outcome = FitTrainer(task, cfg, model).fit()
+    else:
+        outcome = Trainer(task, cfg, progress=_progress(cfg), model=model).fit()
     return RunResult(cfg, task, outcome, metrics_dict(task, cfg, outcome), None)
 
 
@@ -171,7 +183,7 @@ def run_folds(cfg: RunConfig, write: bool = True) -> RunResult:
             for k, fold_result in enumerate(results):
                 _write_run_files(fold_result, tmp / f"fold{k}")
         result.out_dir = atomic_dir(cfg.out_dir(), lambda tmp: (_write_json(tmp / "metrics.json", summary),
-                                                                 _write_yaml(tmp / "config.yaml", cfg.to_dict()),
+                                                                 (tmp / "config.yaml").write_text(cfg.to_yaml()),
                                                                  extra(tmp)))
     return result
 
@@ -211,14 +223,10 @@ def _json_default(value):
     raise TypeError(f"not JSON serialisable: {type(value)}")
 
 
-def _write_yaml(path: Path, value) -> None:
-    path.write_text(yaml.safe_dump(json.loads(json.dumps(value, default=_json_default)), sort_keys=False))
-
-
 def _write_run_files(result: RunResult, directory: Path) -> None:
     task, outcome, cfg = result.task, result.outcome, result.config
     directory.mkdir(parents=True, exist_ok=True)
-    _write_yaml(directory / "config.yaml", cfg.to_dict())
+    (directory / "config.yaml").write_text(cfg.to_yaml())
     _write_json(directory / "metrics.json", result.metrics)
     with open(directory / "history.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(outcome.history[0]))

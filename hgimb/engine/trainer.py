@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -24,9 +24,9 @@ from ..config import RunConfig
 from ..data.task import Task
 from ..errors import HgimbError
 from ..imbalance import ComposedRemedy, RemedyContext, build_remedy
-from ..metrics import MONITOR_METRICS, quick_score
+from ..metrics import MONITOR_METRICS, RANKING_MONITORS, quick_score, ranking_score
 from ..models import ModelConfig, build_model
-from . import distributed
+from . import distributed, optim
 from .batching import BATCHING, batching_for
 
 
@@ -67,8 +67,14 @@ def model_config(cfg: RunConfig) -> ModelConfig:
     return ModelConfig(hidden=cfg.hidden, layers=cfg.layers, dropout=cfg.dropout, heads=cfg.heads, options=options)
 
 
-def make_optimizer(cfg: RunConfig, params):
+def make_optimizer(cfg: RunConfig, params, no_decay=()):
+    """``no_decay``: parameters the model exempts from weight decay (``model.no_weight_decay()``,
+    e.g. the GraphENS/TAM backbones decay their first layer only); they go in a second group."""
     params = [p for p in params if p.requires_grad]
+    exempt = {id(p) for p in no_decay}
+    if exempt and cfg.weight_decay:
+        params = [{"params": [p for p in params if id(p) not in exempt]},
+                  {"params": [p for p in params if id(p) in exempt], "weight_decay": 0.0}]
     # foreach: one multi-tensor update instead of a loop over parameters (bitwise the same
     # result; the Adam step on Freebase RGCN went from 18 to 6 ms)
     if cfg.optimizer == "adam":
@@ -78,30 +84,56 @@ def make_optimizer(cfg: RunConfig, params):
     return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
 
 
+def make_scheduler(cfg: RunConfig, optimizer):
+    """``--scheduler plateau``: ReduceLROnPlateau on the validation loss (factor 0.5, patience
+    100 epochs), as the GraphENS / TAM / GraphSHA code; ``none``: a constant learning rate."""
+    if getattr(cfg, "scheduler", "none") == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=100)
+    return None
+
+
+def seeded_remedy(task: Task, cfg: RunConfig, epochs: int, device: torch.device):
+    """Seed torch, then build the run's generator, composed remedy and remedy context (every
+    trainer starts the same way, so a remedy sees the same context whoever trains)."""
+    torch.manual_seed(cfg.seed)
+    rng = torch.Generator().manual_seed(cfg.seed)
+    remedy = build_remedy(cfg.remedy, cfg.remedy_params)
+    train_index = task.split["train"]
+    ctx = RemedyContext(
+        num_classes=task.num_classes, train_index=train_index, train_labels=task.y[train_index],
+        kind=task.kind, epochs=epochs, seed=cfg.seed, class_names=list(task.class_names),
+        extras={"task": task, "device": device},
+    )
+    return rng, remedy, ctx
+
+
 class Trainer:
-    def __init__(self, task: Task, cfg: RunConfig, progress=None):
+    def __init__(self, task: Task, cfg: RunConfig, progress=None, model: Optional[torch.nn.Module] = None):
+        """``model``: an already built model (the engine builds it to pick the trainer: see
+        ``hgimb.engine.fitted``); None builds ``cfg.model`` here."""
         if cfg.monitor not in MONITOR_METRICS:
             raise HgimbError(f"--monitor '{cfg.monitor}' is not one of {', '.join(MONITOR_METRICS)}")
+        if cfg.monitor in RANKING_MONITORS and not task.is_binary:
+            raise HgimbError(f"--monitor {cfg.monitor} ranks the positive class of a binary task; '{task.name}' has "
+                             f"{task.num_classes} classes: use macro_f1, balanced_accuracy or loss")
         self.task, self.cfg = task, cfg
         self.world = distributed.current()
         self.device = distributed.local_device(resolve_device(cfg.device), self.world)
         self.progress = progress
-        torch.manual_seed(cfg.seed)
-        self.rng = torch.Generator().manual_seed(cfg.seed)
-        self.remedy = build_remedy(cfg.remedy, cfg.remedy_params)
-        train_index = task.split["train"]
-        self.ctx = RemedyContext(
-            num_classes=task.num_classes, train_index=train_index, train_labels=task.y[train_index],
-            kind=task.kind, epochs=cfg.epochs, seed=cfg.seed, class_names=list(task.class_names),
-            extras={"task": task, "device": self.device},
-        )
+        self.rng, self.remedy, self.ctx = seeded_remedy(task, cfg, cfg.epochs, self.device)
         self.remedy.setup(self.ctx)
-        self.model = build_model(cfg.model, task, model_config(cfg)).to(self.device)
+        self.model = (model if model is not None else build_model(cfg.model, task, model_config(cfg))).to(self.device)
         self.remedy.init_model(self.model)
         if self.world.active:  # every rank seeded alike already; rank 0's values make it certain
             distributed.broadcast_module(self.model)
         self.batching = BATCHING.get(batching_for(task, cfg))(task, cfg, self.device)
-        self.optimizer = make_optimizer(cfg, self.model.parameters())
+        no_decay = self.model.no_weight_decay() if hasattr(self.model, "no_weight_decay") else ()
+        # featureless id tables of sampled subgraphs: row-sparse gradients + lazy Adam (engine/optim.py)
+        if optim.configure_sparse(cfg, self.model, minibatch=batching_for(task, cfg) == "neighbor-sampling"):
+            self.optimizer = optim.sparse_optimizer(cfg, self.model.parameters(), no_decay)
+        else:
+            self.optimizer = make_optimizer(cfg, self.model.parameters(), no_decay)
+        self.scheduler = make_scheduler(cfg, self.optimizer)
         self.y = task.y.to(self.device)
 
     # ------------------------------------------------------------------ one epoch
@@ -126,6 +158,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             h = self.batching.encode(self.model, chunk)
             target = self.y[chunk.to(self.device)]
+            self.remedy.batch(chunk, epoch)
             synthetic = self.remedy.synthesize(h, target, self.rng)
             if synthetic is not None:
                 h, target = synthetic
@@ -136,6 +169,11 @@ class Trainer:
             total += float(loss.detach()) * len(chunk)
             count += len(chunk)
         return total / max(count, 1), count
+
+    def _check_finite_outputs(self, logits: torch.Tensor, epoch: int) -> None:
+        if not torch.isfinite(logits).all():
+            raise HgimbError(f"the model's outputs became NaN/inf after epoch {epoch} (the weights diverged); "
+                             f"lower --lr (now {self.cfg.lr:g}) or check the input features for huge values")
 
     @staticmethod
     def _check_finite(loss: torch.Tensor, epoch: int) -> None:
@@ -177,6 +215,8 @@ class Trainer:
         y_all, _ = distributed.gather_rows(y_local, dtype=y_local.dtype, ndim=1)
         h_all, y_all, own = h_all.to(self.device).requires_grad_(), y_all.to(self.device), own.to(self.device)
         h, target = h_all, y_all
+        items_all, _ = distributed.gather_rows(chunk.to(self.device), dtype=chunk.dtype, ndim=1)
+        self.remedy.batch(items_all.to(self.device), epoch)
         synthetic = self.remedy.synthesize(h, target, self.rng)  # same draws on every rank
         if synthetic is not None:
             h, target = synthetic
@@ -220,12 +260,20 @@ class Trainer:
             t0 = time.perf_counter()
             train_loss, train_items = self.train_epoch(epoch)
             val_logits = self.evaluate(val).float().cpu()
+            self._check_finite_outputs(val_logits, epoch)
             val_pred = val_logits.argmax(1).numpy()
             row = {"epoch": epoch, "train_loss": train_loss, "train_items": train_items,
                    "val_loss": float(F.cross_entropy(val_logits, task.y[val])) if val.numel() else float("nan"),
                    "val_macro_f1": quick_score(val_y, val_pred, "macro_f1", task.num_classes) if val.numel() else 0.0,
                    "val_balanced_accuracy": quick_score(val_y, val_pred, "balanced_accuracy", task.num_classes) if val.numel() else 0.0,
                    "val_accuracy": quick_score(val_y, val_pred, "accuracy", task.num_classes) if val.numel() else 0.0}
+            row["val_acc_f1"] = (row["val_accuracy"] + row["val_macro_f1"]) / 2.0  # GraphENS/TAM/GraphSHA selection
+            if cfg.monitor in RANKING_MONITORS:  # threshold-free selection (binary): PR-AUC / ROC-AUC
+                row[f"val_{cfg.monitor}"] = ranking_score(val_y, (val_logits[:, 1] - val_logits[:, 0]).numpy(), cfg.monitor)
+            elif cfg.monitor != "loss" and f"val_{cfg.monitor}" not in row:  # micro_f1, g_mean
+                row[f"val_{cfg.monitor}"] = quick_score(val_y, val_pred, cfg.monitor, task.num_classes) if val.numel() else 0.0
+            if self.scheduler is not None:
+                self.scheduler.step(row["val_loss"])
             row["seconds"] = time.perf_counter() - t0
             history.append(row)
             score = -row["val_loss"] if not higher_is_better else row[f"val_{cfg.monitor}"]

@@ -36,9 +36,9 @@ def remedy_params(spec: str) -> Dict[str, Any]:
 
 
 def _names(spec: str):
-    names = [n.strip() for n in (spec or "none").split("+") if n.strip()]
-    if not names:
-        raise HgimbError(f"empty remedy '{spec}'")
+    names = [n.strip() for n in (spec or "none").split("+")]
+    if not all(names):
+        raise HgimbError(f"remedy '{spec}' has an empty part; name remedies joined by '+', e.g. focal+threshold")
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:
         raise HgimbError(f"remedy '{spec}' names {sorted(dupes)} more than once")

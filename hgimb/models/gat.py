@@ -124,7 +124,8 @@ class HeteroGAT(GraphModel):
         return gather_targets(self.encode_all(data), data, self.target_types)
 
 
-@register_model("gat", kinds=("node",), help="heterogeneous GAT: GATConv per relation in HeteroConv, per-type skip")
+@register_model("gat", kinds=("node",), help="heterogeneous GAT: GATConv per relation in HeteroConv, per-type skip",
+                options={"attn_dropout": None, "input_dropout": 0.0, "aggr": "sum", "negative_slope": 0.2})
 def build_gat(task, cfg: ModelConfig) -> HeteroGAT:
     opts = cfg.options
     attn = opts.get("attn_dropout")

@@ -129,6 +129,9 @@ class HAN(GraphModel):
         return gather_targets(x_dict, data, self.target_types)
 
 
-@register_model("han", kinds=("node",), help="HAN (Wang et al. WWW 2019), PyG HANConv over metapath graphs (--metapaths)")
+@register_model("han", kinds=("node",), help="HAN (Wang et al. WWW 2019), PyG HANConv over metapath graphs (--metapaths)",
+                options={"metapaths": None},
+                # the HAN reference code's settings (heads 8, one layer, dropout 0.6, lr 0.005, weight decay 0.001)
+                defaults={"heads": 8, "layers": 1, "dropout": 0.6, "lr": 0.005, "weight_decay": 0.001})
 def build_han(task, cfg):
     return HAN(task, cfg)

@@ -303,6 +303,8 @@ class MetaPath2VecModel(GraphModel):
 
 
 @register_model("metapath2vec", kinds=("node",),
-                help="metapath2vec (Dong et al. KDD 2017) embeddings + logistic regression (--metapaths)")
+                help="metapath2vec (Dong et al. KDD 2017) embeddings + logistic regression (--metapaths)",
+                # embedding width 128 and a plain logistic-regression head (configs/hgb/*-metapath2vec.yaml)
+                defaults={"hidden": 128, "dropout": 0.0, "lr": 0.01, "weight_decay": 0.0, "epochs": 300})
 def build_metapath2vec(task, cfg):
     return MetaPath2VecModel(task, cfg)

@@ -67,7 +67,8 @@ class MLP(GraphModel):
         return h
 
 
-@register_model("mlp", kinds=("node",), help="MLP on the target nodes' own features (no structure)")
+@register_model("mlp", kinds=("node",), help="MLP on the target nodes' own features (no structure)",
+                options={"input_dropout": 0.0})
 def build_mlp(task, cfg: ModelConfig) -> MLP:
     return MLP(task.data, task.target_types, task.num_classes, hidden=cfg.hidden, layers=cfg.layers,
                dropout=cfg.dropout, input_dropout=float(cfg.options.get("input_dropout", 0.0)))

@@ -186,7 +186,8 @@ class RGCN(GraphModel):
         return gather_targets(self.encode_all(data), data, self.target_types)
 
 
-@register_model("rgcn", kinds=("node",), help="relational GCN: per-relation mean aggregation, per-type self-loop (fast CSR)")
+@register_model("rgcn", kinds=("node",), help="relational GCN: per-relation mean aggregation, per-type self-loop (fast CSR)",
+                options={"input_dropout": 0.0, "use_edge_weight": True})
 def build_rgcn(task, cfg: ModelConfig) -> RGCN:
     return RGCN(
         task.data, task.target_types, task.num_classes, hidden=cfg.hidden, layers=cfg.layers, dropout=cfg.dropout,
