@@ -50,8 +50,18 @@ def _rows(lines: List[str], start: int) -> tuple[List[str], List[List[str]], int
     return header, rows, i
 
 
+# the protocol tables (section 3) name remedies as the papers do
+_PAPER_NAMES = {"ce": "none", "cross-entropy": "none", "balanced softmax": "balanced-softmax", "bs": "balanced-softmax",
+                "tam": "tam", "re-weight": "weighted", "graphens": "graphens"}
+
+
 def _remedy(cell: str) -> str:
-    return cell.strip("` ").split(" ")[0]
+    """A table's remedy cell -> the remedy spec (``focal``, ``BS + TAM`` -> ``balanced-softmax+tam``)."""
+    text = re.sub(r"\(.*?\)", "", cell.strip("` ")).strip()  # drop notes such as "(CE base)"
+    if "+" in text or text.lower() in _PAPER_NAMES:
+        parts = [p.strip().lower() for p in text.split("+")]
+        return "+".join(_PAPER_NAMES.get(p, p) for p in parts if _PAPER_NAMES.get(p, p) != "none" or len(parts) == 1)
+    return text.split(" ")[0]
 
 
 def _command(block: str) -> str:
@@ -124,7 +134,7 @@ def cora_tables(text: str) -> List[Dict[str, Any]]:
     lines = block.splitlines()
     out = []
     for i, line in enumerate(lines):
-        match = re.match(r"\*\*(Step imbalance|Long-tailed), ρ = (\d+)", line.strip())
+        match = re.match(r"\*\*(Step imbalance|Long-tailed),? ρ = (\d+)", line.strip())
         if not match:
             continue
         counts = [int(c) for c in _COUNTS.search(line).group(1).split(",")]
@@ -134,13 +144,18 @@ def cora_tables(text: str) -> List[Dict[str, Any]]:
         for col, model in enumerate(header):
             if col == 0 or model.lower().startswith("published"):
                 continue
+            model = model.split()[0]  # "gcn bAcc / F1 (n) · p vs CE" -> "gcn"
             scores = {}
+            runs = []
             for row in rows:
                 values = _MEAN_STD.findall(row[col])
                 if len(values) == 2:  # balanced accuracy / macro-F1
                     scores[_remedy(row[0])] = [float(values[1][0]), float(values[1][1])]
-            out.append(_entry("cora", model.lower(), "node", counts, setting, "macro_f1", scores,
-                              int(n_match.group(1)) if n_match else 0, "3", command))
+                    count = re.search(r"\((\d+)\)", row[col])  # "(n)" after the cell's values
+                    if count:
+                        runs.append(int(count.group(1)))
+            n = int(n_match.group(1)) if n_match else (min(runs) if runs else 0)
+            out.append(_entry("cora", model.lower(), "node", counts, setting, "macro_f1", scores, n, "3", command))
     return out
 
 
