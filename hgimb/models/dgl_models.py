@@ -32,7 +32,6 @@ and not "unknown model".
 """
 from __future__ import annotations
 
-import math
 from typing import Dict, List, Sequence, Tuple
 
 import torch
@@ -42,11 +41,11 @@ from torch import nn
 from ..data.dgl_io import import_dgl
 from ..errors import HgimbError
 from .base import GraphModel, HeteroInput, ModelConfig, gather_targets
+from .gat import gat_width  # argument checks shared with the PyG GAT
 from .registry import register_model
 from .sparse import GraphCache, dropout
 
 EdgeType = Tuple[str, str, str]
-AGGRS = ("sum", "mean")
 
 
 def relation_keys(edge_types: Sequence[EdgeType]) -> List[str]:
@@ -177,14 +176,7 @@ class DGLGAT(_DGLHeteroModel):
     def __init__(self, data, target_types: Sequence[str], num_classes: int, hidden: int = 64, layers: int = 2,
                  heads: int = 4, dropout: float = 0.5, attn_dropout: float | None = None, input_dropout: float = 0.0,
                  aggr: str = "sum", negative_slope: float = 0.2):
-        if layers < 1:
-            raise HgimbError(f"dgl-gat needs at least 1 layer, got layers={layers}")
-        if heads < 1:
-            raise HgimbError(f"dgl-gat needs at least 1 attention head, got heads={heads}")
-        if aggr not in AGGRS:
-            raise HgimbError(f"dgl-gat: unknown aggr '{aggr}'; valid: {', '.join(AGGRS)}")
-        head_dim = math.ceil(hidden / heads)
-        width = head_dim * heads
+        head_dim, width = gat_width("dgl-gat", hidden, layers, heads, aggr)
         super().__init__(data, target_types, num_classes, width, layers, dropout, input_dropout)
         import_dgl("model 'dgl-gat'")
         from dgl.nn import GATConv, HeteroGraphConv

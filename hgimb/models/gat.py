@@ -37,18 +37,24 @@ from .sparse import GraphCache, dropout
 AGGRS = ("sum", "mean")
 
 
+def gat_width(name: str, hidden: int, layers: int, heads: int, aggr: str):
+    """Check a heterogeneous GAT's arguments; returns (per-head width, total width): ``hidden``
+    rounded up to a multiple of ``heads``."""
+    if layers < 1:
+        raise HgimbError(f"{name} needs at least 1 layer, got layers={layers}")
+    if heads < 1:
+        raise HgimbError(f"{name} needs at least 1 attention head, got heads={heads}")
+    if aggr not in AGGRS:
+        raise HgimbError(f"{name}: unknown aggr '{aggr}'; valid: {', '.join(AGGRS)}")
+    head_dim = math.ceil(hidden / heads)
+    return head_dim, head_dim * heads
+
+
 class HeteroGAT(GraphModel):
     def __init__(self, data, target_types: Sequence[str], num_classes: int, hidden: int = 64, layers: int = 2,
                  heads: int = 4, dropout: float = 0.5, attn_dropout: float | None = None, input_dropout: float = 0.0,
                  aggr: str = "sum", negative_slope: float = 0.2):
-        if layers < 1:
-            raise HgimbError(f"gat needs at least 1 layer, got layers={layers}")
-        if heads < 1:
-            raise HgimbError(f"gat needs at least 1 attention head, got heads={heads}")
-        if aggr not in AGGRS:
-            raise HgimbError(f"gat: unknown aggr '{aggr}'; valid: {', '.join(AGGRS)}")
-        head_dim = math.ceil(hidden / heads)
-        width = head_dim * heads
+        head_dim, width = gat_width("gat", hidden, layers, heads, aggr)
         super().__init__(width, num_classes)
         self.node_types = list(data.node_types)
         self.edge_types = [tuple(et) for et in data.edge_types]
