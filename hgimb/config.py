@@ -240,6 +240,13 @@ FIELD_RULES: Dict[str, Range] = {
 }
 
 
+def check_fields(**values) -> None:
+    """Check values of RunConfig fields given outside a RunConfig (e.g. ``diagnose --seed``) against
+    :data:`FIELD_RULES`; raise HgimbError naming the flag."""
+    for name, value in values.items():
+        FIELD_RULES[name].check(name, value)
+
+
 def _model_defaults(model: str) -> Dict[str, Any]:
     from .models.registry import model_defaults  # the models declare them; imported when first needed
 

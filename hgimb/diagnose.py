@@ -499,6 +499,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    from .config import check_fields
+
+    check_fields(seed=args.seed, imbalance_ratio=args.imbalance_ratio, threshold=args.threshold)
     if args.thresholds is not None:
         return _main_thresholds(args)
     if args.imbalance_ratio != 1.0 and args.split is None:

@@ -208,6 +208,28 @@ def test_model_defaults_apply_unless_set_and_config_yaml_says_where_values_came_
     assert RunConfig.from_dict(yaml.safe_load(text)).lr == 0.02
 
 
+@pytest.mark.parametrize("flags, needle", [
+    (["--seed", "-1"], "--seed must be in [0, 4294967295], got -1"),
+    (["--imbalance-ratio", "0.5"], "--imbalance-ratio must be >= 1, got 0.5"),
+    (["--threshold", "nan"], "--threshold must be a finite number"),
+])
+def test_diagnose_checks_numeric_flags_like_train(flags, needle, capsys):
+    from hgimb import diagnose
+
+    code, err = call(diagnose.main, ["synthetic", "--split", "stratified"] + flags, capsys)
+    assert_one_line_error(code, err, needle)
+
+
+def test_tabular_models_default_to_the_leaderboard_descriptors():
+    from hgimb.config import RunConfig
+
+    for model in ("random-forest", "extra-trees", "hist-gb", "logistic"):
+        cfg = RunConfig.from_dict({"dataset": "magnetic-tc", "model": model, "threshold": 600})
+        assert cfg.features == "magpie" and cfg.provenance["features"] == f"model default ({model})"
+    cfg = RunConfig.from_dict({"dataset": "magnetic-tc", "model": "hist-gb", "features": "chgnet"})
+    assert cfg.features == "chgnet"
+
+
 # ---------------------------------------------------------------------------- HGB files
 def _hgb(tmp_path, **override):
     import sys

@@ -132,13 +132,15 @@ def _forest(kind: str):
     return build
 
 
-register_model("random-forest", kinds=("graph",),
+# the descriptors of the crystal leaderboard (BENCHMARKS section 2) unless --features says otherwise
+TABULAR_DEFAULTS = {"features": "magpie"}
+register_model("random-forest", kinds=("graph",), defaults=TABULAR_DEFAULTS,
                help="random forest (scikit-learn, 500 trees) on per-crystal features (--features)")(_forest("random-forest"))
-register_model("extra-trees", kinds=("graph",),
+register_model("extra-trees", kinds=("graph",), defaults=TABULAR_DEFAULTS,
                help="extremely randomised trees (scikit-learn, 500 trees) on per-crystal features")(_forest("extra-trees"))
 
 
-@register_model("hist-gb", kinds=("graph",),
+@register_model("hist-gb", kinds=("graph",), defaults=TABULAR_DEFAULTS,
                 help="histogram gradient boosting (scikit-learn), early-stopped on validation, per-crystal features")
 def build_hist_gb(task, cfg: ModelConfig) -> FittedModel:
     from sklearn.ensemble import HistGradientBoostingClassifier
@@ -165,7 +167,7 @@ def build_hist_gb(task, cfg: ModelConfig) -> FittedModel:
         random_state=seed), uses_validation=True)
 
 
-@register_model("logistic", kinds=("graph",),
+@register_model("logistic", kinds=("graph",), defaults=TABULAR_DEFAULTS,
                 help="logistic regression on standardised per-crystal features (scikit-learn)")
 def build_logistic(task, cfg: ModelConfig) -> FittedModel:
     from sklearn.linear_model import LogisticRegression
