@@ -8,7 +8,9 @@ frequency class weights, a remedy backed by the project's measured remedy tables
 (:func:`recommend`, :mod:`hgimb.evidence`) or, when they disagree, a pointer to ``hgimb.advise``
 (a search on the user's own validation split), and for node tasks the node and
 edge counts plus label homophily per class along direct relations and metapaths
-target -> X -> target (scipy sparse products over labelled nodes only).
+target -> X -> target (scipy sparse products over labelled nodes only), and the graph's connected
+components (NetworkX): isolated labelled nodes and validation / test nodes that no training node
+can reach.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from .errors import HgimbError
 MILD_BELOW = 3.0  # ratio < 3: mild
 SEVERE_ABOVE = 10.0  # ratio > 10: severe; 3..10 moderate
 MAX_METAPATH_PAIRS = 50_000_000  # skip a metapath whose product could exceed this many entries
+MAX_CONNECTIVITY_EDGES = 5_000_000  # connected components through NetworkX up to this many edges
 BAR_WIDTH = 40
 
 
@@ -246,6 +249,58 @@ def label_homophily(task, labels: np.ndarray) -> Dict[str, Any]:
     return out
 
 
+def connectivity(task, labels: np.ndarray) -> Dict[str, Any]:
+    """Connected components of the whole graph (every node type, edges undirected), through
+    NetworkX: how many, the largest one's share of nodes, the labelled target nodes without any
+    edge, and, when the task has a split, the validation / test nodes whose component holds no
+    training node (no message path from a training label can reach them), per class.
+
+    ``labels``: item labels (-1 = ignore) for the isolated-node counts. Graphs above
+    :data:`MAX_CONNECTIVITY_EDGES` edges are skipped (NetworkX holds every edge as a Python object).
+    """
+    import networkx as nx
+
+    nodes, edges = _edge_list(task.data)
+    total_edges = sum(int(ei.size(1)) for ei in edges.values())
+    if total_edges > MAX_CONNECTIVITY_EDGES:
+        return {"skipped": f"more than {MAX_CONNECTIVITY_EDGES:,} edges ({total_edges:,})"}
+    start = dict(zip(nodes, np.cumsum([0] + list(nodes.values()))[:-1].tolist()))
+    graph = nx.Graph()
+    graph.add_nodes_from(range(sum(nodes.values())))
+    for (src, _, dst), edge_index in edges.items():
+        ei = edge_index.cpu().numpy()
+        graph.add_edges_from(zip((ei[0] + start[src]).tolist(), (ei[1] + start[dst]).tolist()))
+    component = np.empty(graph.number_of_nodes(), dtype=np.int64)
+    sizes = []
+    for i, members in enumerate(sorted(nx.connected_components(graph), key=len, reverse=True)):
+        component[list(members)] = i
+        sizes.append(len(members))
+    degree = np.fromiter((d for _, d in sorted(graph.degree)), dtype=np.int64, count=graph.number_of_nodes())
+    # item index -> node index in the whole graph
+    target_types = task.target_types or list(nodes)[:1]
+    item_node = np.concatenate([start[t] + np.arange(nodes[t]) for t in target_types])
+    labelled = np.flatnonzero(labels >= 0)
+    isolated = labelled[degree[item_node[labelled]] == 0]
+    out: Dict[str, Any] = {
+        "components": len(sizes),
+        "largest_share": sizes[0] / graph.number_of_nodes() if sizes else 0.0,
+        "isolated_labelled": int(isolated.size),
+        "isolated_per_class": np.bincount(labels[isolated], minlength=task.num_classes).tolist(),
+    }
+    if task.split and "train" in task.split:
+        y = task.y.cpu().numpy()
+        reached = np.zeros(len(sizes), dtype=bool)
+        reached[component[item_node[task.split["train"].cpu().numpy()]]] = True
+        for part in ("val", "test"):
+            if part in task.split:
+                items = task.split[part].cpu().numpy()
+                cut = items[~reached[component[item_node[items]]]]
+                out[f"{part}_unreached"] = int(cut.size)
+                out[f"{part}_unreached_per_class"] = np.bincount(y[cut], minlength=task.num_classes).tolist()
+                out[f"{part}_size"] = int(items.size)
+    return out
+
+
 def diagnose(task, part: Optional[str] = None) -> Dict[str, Any]:
     """Imbalance facts about ``task`` as a JSON-ready dict.
 
@@ -281,6 +336,7 @@ def diagnose(task, part: Optional[str] = None) -> Dict[str, Any]:
             "edge_counts": {f"{s}-{r}-{d}": int(ei.size(1)) for (s, r, d), ei in edges.items()},
             "homophily_labels": basis,
             "homophily": label_homophily(task, labels),
+            "connectivity": connectivity(task, labels),
         }
     elif task.kind == "graph" and task.graphs:
         atoms = np.array([int(g.num_nodes) for g in task.graphs])
@@ -365,7 +421,28 @@ def format_report(report: Dict[str, Any]) -> str:
                          + "  ".join(f"{shares[n]:>{col}.2f}" for n in names))
             for path, why in result["skipped"].items():
                 lines.append(f"  {path}: skipped ({why})")
+        lines += _format_connectivity(graph["connectivity"], report["class_names"])
     return "\n".join(lines)
+
+
+def _format_connectivity(conn: Dict[str, Any], names: List[str]) -> List[str]:
+    if "skipped" in conn:
+        return [f"components     skipped ({conn['skipped']})"]
+
+    def per_class(counts):
+        return ", ".join(f"{n}: {c}" for n, c in zip(names, counts) if c)
+
+    lines = [f"components     {conn['components']} (edges undirected, all node types); the largest holds "
+             f"{100 * conn['largest_share']:.1f}% of the nodes"]
+    isolated = conn["isolated_labelled"]
+    lines.append(f"isolated       {isolated} labelled node(s) without any edge"
+                 + (f" ({per_class(conn['isolated_per_class'])})" if isolated else ""))
+    for part in ("val", "test"):
+        if f"{part}_unreached" in conn:
+            cut = conn[f"{part}_unreached"]
+            lines.append(f"unreached      {cut} of {conn[f'{part}_size']} {part} nodes lie in components without a "
+                         "training node" + (f" ({per_class(conn[f'{part}_unreached_per_class'])})" if cut else ""))
+    return lines
 
 
 def format_recommendation(rec: Dict[str, Any], dataset: Optional[str] = None) -> List[str]:

@@ -290,3 +290,43 @@ def test_cli_bad_input_subprocess(crystal_dir):
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
     assert "line 2" in result.stderr and "'zero'" in result.stderr
+
+
+# ---------------------------------------------------------------------------- connectivity (NetworkX)
+def test_connectivity_counts_components_isolated_and_unreached_nodes():
+    import networkx as nx
+
+    from hgimb.data.nx_io import from_networkx
+
+    G = nx.Graph()
+    # component A (5 nodes): training nodes of both classes, one val and one test node
+    for i, (y, split) in enumerate([(0, "train"), (1, "train"), (0, "train"), (0, "val"), (1, "test")]):
+        G.add_node(i, y=y, split=split, x=[1.0, float(i)])
+    G.add_edges_from([(0, 1), (1, 2), (2, 3), (3, 4)])
+    # component B (3 nodes): no training node; two test nodes (classes 1 and 0), an unlabelled node
+    G.add_node(5, y=1, split="test", x=[0.0, 1.0])
+    G.add_node(6, y=0, split="test", x=[0.0, 2.0])
+    G.add_node(7, y=-1, x=[0.0, 3.0])
+    G.add_edges_from([(5, 6), (6, 7)])
+    # an isolated labelled validation node of class 1
+    G.add_node(8, y=1, split="val", x=[2.0, 0.0])
+    task = from_networkx(G)
+    report = dg.diagnose(task)
+    conn = report["graph"]["connectivity"]
+    assert conn["components"] == 3 and conn["largest_share"] == pytest.approx(5 / 9)
+    assert conn["isolated_labelled"] == 1 and conn["isolated_per_class"] == [0, 1]
+    assert (conn["test_unreached"], conn["test_size"], conn["test_unreached_per_class"]) == (2, 3, [1, 1])
+    assert (conn["val_unreached"], conn["val_size"], conn["val_unreached_per_class"]) == (1, 2, [0, 1])
+    text = dg.format_report(report)
+    assert "components     3 (edges undirected, all node types); the largest holds 55.6% of the nodes" in text
+    assert "unreached      2 of 3 test nodes lie in components without a training node" in text
+    json.dumps(report, default=dg._json_default)
+
+
+def test_connectivity_skips_graphs_above_the_edge_limit(monkeypatch):
+    from hgimb.data.synthetic import load_synthetic
+
+    monkeypatch.setattr(dg, "MAX_CONNECTIVITY_EDGES", 10)
+    report = dg.diagnose(load_synthetic(num_movies=200))
+    assert "skipped" in report["graph"]["connectivity"]
+    assert "components     skipped (more than 10 edges" in dg.format_report(report)
