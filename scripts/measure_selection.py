@@ -53,7 +53,7 @@ BEFORE = "## Mini-batch training"
 TARGET = {"macro_f1": 0.01, "pr_auc": 0.02}
 LABEL = {"macro_f1": "macro-F1", "pr_auc": "PR-AUC"}
 SETTING = {"freebase": "Freebase, RGCN, ρ = 10", "acm": "ACM, RGCN, ρ = 20", "cora": "Cora, GCN, step ρ = 10",
-           "magnetic-tc": "magnetic-tc > 600 K, CGCNN"}
+           "magnetic-tc": "magnetic-tc > 600 K, hist-gb (Magpie)"}
 
 
 def dataset_configs(grid: Grid, dataset: str, seeds):
