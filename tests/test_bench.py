@@ -236,6 +236,22 @@ def test_grid_file(tmp_path, capsys):
     assert "unknown grid key 'epoch'" in capsys.readouterr().err
 
 
+def test_run_ids_survive_config_fields_added_later(tmp_path):
+    from hgimb.benchkit.grid import config_id
+
+    cfg = tiny_grid()[0]
+    values = cfg.to_dict()
+    del values["scheduler"], values["sparse_embeddings"]  # a row written before these fields existed
+    assert config_id(values) == run_id(cfg)
+    assert run_id(cfg.replace(scheduler="plateau")) != run_id(cfg)
+    assert run_id(cfg.replace(quiet=not cfg.quiet)) == run_id(cfg)  # presentation is not part of the id
+    store = tmp_path / "results.jsonl"
+    rows = [{"run_id": "old-scheme", "status": "ok", **values, "test_macro_f1": 0.5},
+            {"run_id": "partial", "status": "ok", "dataset": "d", "model": "m"}]  # no config: id kept
+    store.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert [r["run_id"] for r in read_rows(store)] == [run_id(cfg), "partial"]
+
+
 def test_sigint_during_a_row_write_waits_for_the_row():
     # Python's own Ctrl-C handler, as in the CLIs: a library imported while the suite is
     # collected may have installed another one in this process

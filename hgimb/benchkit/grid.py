@@ -233,10 +233,41 @@ def load_grid(path: str | Path) -> Grid:
 
 # ---------------------------------------------------------------------------- expansion
 def run_id(cfg: RunConfig) -> str:
-    """Stable id: a hash of every field that can change the result (not out/quiet/plots/...)."""
-    values = {k: v for k, v in cfg.to_dict().items() if k not in PRESENTATION}
-    text = json.dumps(values, sort_keys=True, default=str, separators=(",", ":"))
+    """Stable id: a hash of the fields that can change the result (not out/quiet/plots/...) and
+    differ from RunConfig's defaults. Fields at their default are left out, so a field added to
+    RunConfig later (with a default that keeps the old behaviour) leaves every earlier id as it was."""
+    return config_id(cfg.to_dict())
+
+
+# A store row holds its run's config when it has these fields (the runner writes every field).
+ROW_CONFIG_CORE = ("dataset", "model", "remedy", "seed", "epochs", "lr")
+
+
+def config_id(values: Dict[str, Any]) -> str:
+    """:func:`run_id` of a config given as a dict (a RunConfig's ``to_dict()`` or a store row;
+    keys that are not RunConfig fields are ignored, missing fields count as their default)."""
+    defaults = _default_values()
+    kept = {}
+    for key, value in values.items():
+        if key in defaults and key not in PRESENTATION:
+            text = _canonical(value)
+            if text != defaults[key]:
+                kept[key] = text
+    text = json.dumps(kept, sort_keys=True, separators=(",", ":"))
     return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
+
+
+_DEFAULTS: Dict[str, str] = {}
+
+
+def _default_values() -> Dict[str, str]:
+    if not _DEFAULTS:
+        _DEFAULTS.update({k: _canonical(v) for k, v in RunConfig().to_dict().items()})
+    return _DEFAULTS
 
 
 def run_name(cfg: RunConfig) -> str:

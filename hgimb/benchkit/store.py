@@ -20,6 +20,7 @@ from typing import Any, Dict, Iterator, List
 import numpy as np
 
 from ..errors import HgimbError
+from .grid import ROW_CONFIG_CORE, config_id
 
 STORE_NAME = "results.jsonl"
 
@@ -74,6 +75,10 @@ def read_rows(path: str | os.PathLike) -> List[Dict[str, Any]]:
                              "hgimb.bench? Delete that line to rerun the run") from None
         if not isinstance(row, dict) or "run_id" not in row:
             raise HgimbError(f"{path}:{number}: not a results row (no run_id); delete that line")
+        if all(key in row for key in ROW_CONFIG_CORE):
+            # the id under today's RunConfig: a row written before a field existed matches the
+            # config that sets that field to its default
+            row["run_id"] = config_id(row)
         rows.append(row)
     return rows
 
