@@ -57,7 +57,15 @@ def register_old(ref: str) -> None:
         "from .registry", "from hgimb.models.registry").replace("from .sparse", "from hgimb.models.sparse")
     import hgimb.models._load_all  # noqa: F401  (the current models first)
 
-    exec(compile(src, f"homogeneous.py@{ref}", "exec"), {"__name__": f"homogeneous_{ref}"})
+    namespace = {"__name__": f"homogeneous_{ref}"}
+    if re.search(r"^from hgimb\.models\.sparse import ", src, flags=re.M):
+        # a ref older than the hgimb.models.sparse package imports every kernel from one module
+        from hgimb.models.sparse import attention, cache, csr, dense
+
+        src = re.sub(r"^from hgimb\.models\.sparse import .*$", "", src, flags=re.M)
+        for module in (attention, cache, csr, dense):
+            namespace.update({k: v for k, v in vars(module).items() if not k.startswith("__")})
+    exec(compile(src, f"homogeneous.py@{ref}", "exec"), namespace)
 
 
 def main(argv=None) -> int:

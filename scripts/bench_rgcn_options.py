@@ -29,14 +29,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch_geometric.nn.inits import glorot
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hgimb.data import load_dataset  # noqa: E402
 from hgimb.models import ModelConfig, build_model  # noqa: E402
 from hgimb.models.base import GraphModel, HeteroInput  # noqa: E402
-from hgimb.models.rgcn import _glorot  # noqa: E402
-from hgimb.models.sparse import FixedAdjacency, dropout as fast_dropout, edge_norm  # noqa: E402
+from hgimb.models.sparse.csr import FixedAdjacency, edge_norm  # noqa: E402
+from hgimb.models.sparse.dense import dropout as fast_dropout  # noqa: E402
 
 
 class Baseline(GraphModel):
@@ -115,7 +116,7 @@ class PerRelation(Baseline):
         self.root = nn.ParameterList(nn.Parameter(torch.empty(T, H, H)) for _ in range(self.layers))
         self.bias = nn.ParameterList(nn.Parameter(torch.zeros(T, H)) for _ in range(self.layers))
         for p in list(self.weight) + list(self.root):
-            _glorot(p)
+            glorot(p)
         self.adj = [FixedAdjacency.from_edge_index(self.data[et].edge_index, self.num[et[0]], self.num[et[2]])
                     for et in self.edge_types]
         self.torch_adj = [(torch_csr(a.matrix), torch_csr(a.transpose)) for a in self.adj]

@@ -11,7 +11,7 @@ from scipy import stats
 
 from hgimb.bench import main
 from hgimb.benchkit import expand, grid_from_mapping, leaderboard, load_results, markdown_table, run_id, write_report
-from hgimb.benchkit import runner
+from hgimb.benchkit import runner, worker
 from hgimb.benchkit.store import _sigint_held, read_rows
 from hgimb.errors import HgimbError
 
@@ -63,7 +63,7 @@ def test_rerun_skips_recorded_runs_and_retries_only_failures(bench, monkeypatch)
     def no_training(*args, **kwargs):
         raise AssertionError("a recorded run was trained again")
 
-    monkeypatch.setattr(runner, "execute", no_training)
+    monkeypatch.setattr(worker, "execute", no_training)
     outcome = runner.run_grid(configs, out, workers=1, quiet=True)
     assert (outcome.ran, outcome.skipped_done, outcome.skipped_failed) == (0, 12, 6)
     assert (out / "results.jsonl").read_bytes() == before
@@ -74,7 +74,7 @@ def test_rerun_skips_recorded_runs_and_retries_only_failures(bench, monkeypatch)
         retried.append(config["remedy"])
         return {"status": "error", "error_type": "HgimbError", "error": "still binary-only", "wall_seconds": 0.0}
 
-    monkeypatch.setattr(runner, "execute", still_failing)
+    monkeypatch.setattr(worker, "execute", still_failing)
     outcome = runner.run_grid(configs, out, workers=1, quiet=True, retry_failed=True)
     assert retried == ["pos-weight"] * 6 and outcome.failed == 6
     assert len(raw_rows(out)) == 24  # appended: the latest row per run id wins
@@ -141,7 +141,7 @@ def test_truncated_last_line_is_ignored_then_repaired(bench, tmp_path, monkeypat
     store.write_bytes(good + b'{"run_id": "abc", "status": "o')  # a hard kill mid-write
     assert len(read_rows(store)) == len(good.splitlines())
     assert len(load_results(tmp_path)) == len(load_results(out))
-    monkeypatch.setattr(runner, "execute", lambda *a: pytest.fail("nothing should run"))
+    monkeypatch.setattr(worker, "execute", lambda *a: pytest.fail("nothing should run"))
     runner.run_grid(configs, tmp_path, workers=1, quiet=True)  # resume: repairs before appending
     assert store.read_bytes() == good
     store.write_bytes(b'{"run_id": "x"}\nnot json\n{"run_id": "y"}\n')

@@ -12,8 +12,9 @@ import types
 import pytest
 
 from hgimb.bench import main
-from hgimb.benchkit import expand, grid_from_mapping, run_id, runner
+from hgimb.benchkit import expand, grid_from_mapping, ray_backend, run_id, runner, worker
 from hgimb.benchkit.store import read_rows
+from hgimb.errors import HgimbError
 
 TINY = {"datasets": ["synthetic"], "dataset_options": {"num_movies": 300}, "epochs": 2, "hidden": 8,
         "models": ["mlp"], "seeds": "0"}
@@ -148,8 +149,8 @@ def test_ray_interrupt_cancels_what_is_still_queued(tmp_path, fake_ray, monkeypa
         calls.append(args)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner, "execute", lambda *args: {"status": "ok", "wall_seconds": 0.0})
-    monkeypatch.setattr(runner, "_land_ray_result", interrupted)
+    monkeypatch.setattr(worker, "execute", lambda *args: {"status": "ok", "wall_seconds": 0.0})
+    monkeypatch.setattr(ray_backend, "_land_result", interrupted)
     outcome = runner.run_grid(configs, tmp_path / "b", backend="ray", quiet=True, workers=2)
     assert outcome.interrupted and outcome.exit_code == 130 and read_rows(tmp_path / "b") == []
     assert len(fake.submitted) == 2  # --workers caps the runs in flight
@@ -174,6 +175,13 @@ def test_ray_address_errors_are_one_line(tmp_path, fake_ray, capsys):
     err = capsys.readouterr().err
     assert "could not connect to Ray at 'auto': Could not find any running Ray instance" in err
     assert "ray start --head" in err and err.count("\n") == 1
+
+
+def test_unknown_backend_is_one_line_before_anything_runs(tmp_path):
+    assert set(runner.BACKENDS) == {"local", "ray"}
+    with pytest.raises(HgimbError, match=r"^--backend must be 'local' or 'ray', got 'dask'$"):
+        runner.run_grid(tiny_grid(), tmp_path / "b", backend="dask", quiet=True)
+    assert not (tmp_path / "b").exists()
 
 
 def test_real_ray_local_instance(tmp_path, monkeypatch):

@@ -13,7 +13,9 @@ from hgimb.models import ModelConfig, build_model
 from hgimb.models import gat as gat_module
 from hgimb.models.fused_gat import RelationGraph, hetero_gat
 from hgimb.models.simple_hgn import AttentionGraph, SimpleHGNConv, homogeneous_view
-from hgimb.models.sparse import GraphCache, HeadCSR, first_rows, head_spmm
+from hgimb.models.sparse.attention import HeadCSR, head_spmm
+from hgimb.models.sparse.cache import GraphCache
+from hgimb.models.sparse.dense import first_rows
 
 
 def reference_product(alpha, x, src, dst, num_dst, base=None):

@@ -1,4 +1,6 @@
 """Metrics against hand-computed cases."""
+import warnings
+
 import numpy as np
 import pytest
 
@@ -101,3 +103,27 @@ def test_quick_macro_f1_equals_sklearn_on_random_and_edge_cases():
     for y, pred in cases:
         expected = f1_score(y, pred, labels=np.unique(y), average="macro", zero_division=0)
         assert quick_score(y, pred, "macro_f1", 5) == pytest.approx(expected, abs=1e-12)
+
+
+def test_g_mean_agrees_with_imbalanced_learn():
+    """hgimb keeps its own G-mean (bit-exact product, cheap per epoch; see metrics.g_mean) but it is
+    imbalanced-learn's multiclass G-mean over the classes present, missing classes and zero recalls included."""
+    imblearn_metrics = pytest.importorskip("imblearn.metrics")
+    rng = np.random.default_rng(0)
+    cases = [
+        (np.array([0, 0, 0, 0, 1, 1, 2]), np.array([0, 0, 0, 1, 1, 0, 2]), 3),  # hand-computed above
+        (np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1]), 3),  # class 2 missing from the split
+        (np.array([0, 0, 1, 1, 2]), np.array([0, 0, 0, 0, 2]), 3),  # class 1 recall 0
+        (np.array([0, 1, 1, 1]), np.array([3, 1, 1, 0]), 4),  # a predicted class absent from the truth
+    ]
+    for _ in range(50):
+        num_classes = int(rng.integers(2, 6))
+        y = rng.integers(0, num_classes, 60)
+        cases.append((y, np.where(rng.random(60) < 0.5, y, rng.integers(0, num_classes, 60)), num_classes))
+    for y, pred, num_classes in cases:
+        report = classification_report(y, one_hot_probs(pred, num_classes), [str(c) for c in range(num_classes)])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            expected = imblearn_metrics.geometric_mean_score(y, pred, labels=np.unique(y))
+        assert report["g_mean"] == pytest.approx(expected, abs=1e-12)
+        assert quick_score(y, pred, "g_mean", num_classes) == pytest.approx(expected, abs=1e-12)

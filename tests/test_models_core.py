@@ -13,7 +13,9 @@ from hgimb.errors import HgimbError
 from hgimb.models import ModelConfig, build_model
 from hgimb.models.registry import model_kinds
 from hgimb.models.rgcn import HeteroRGCNConv
-from hgimb.models.sparse import FixedAdjacency, GraphCache, dropout, edge_norm, spmm, spmm_add
+from hgimb.models.sparse.cache import GraphCache
+from hgimb.models.sparse.csr import FixedAdjacency, edge_norm, spmm, spmm_add
+from hgimb.models.sparse.dense import dropout
 
 MODELS = ("rgcn", "gat", "mlp")
 

@@ -55,7 +55,7 @@ def crossfit_val_metrics(result, folds: int = CROSSFIT_FOLDS) -> Dict[str, Any]:
     post-hoc parts; ``{}`` otherwise, for K-fold runs, and when the smallest validation class has
     fewer than 2 items (no stratified split exists)."""
     from ..metrics import classification_report, minority_class
-    from .runner import METRIC_KEYS
+    from .worker import METRIC_KEYS
 
     outcome, task, cfg = result.outcome, result.task, result.config
     parts = posthoc_parts(outcome.remedy)

@@ -47,7 +47,7 @@ from torch_geometric.data import HeteroData
 from ..errors import HgimbError, warn_data
 from . import cache as _cache
 from .download import HGB_DRIVE_IDS, download, hgb_folder_name, loader_options, missing_data_error
-from .registry import DATASETS, PREFIXES
+from .registry import PREFIXES, register_named
 from .task import Task
 
 FORMAT_VERSION = 2  # bump when the parsed representation changes (invalidates cached entries)
@@ -337,9 +337,55 @@ def _check_declared(table: _Table, values: np.ndarray, declared: Dict[int, objec
 
 
 def _parse(source: _Source) -> Tuple[HeteroData, HgbInfo]:
-    info = _parse_info(source.read("info.dat").decode("utf-8", "replace"), source.where("info.dat")) if source.has("info.dat") else _Info()
+    """All of an HGB dataset: one reader per file, in the order their checks run."""
+    info = _read_info(source)
+    data = HeteroData()
+    nodes = _read_nodes(source, info, data)
+    edge_types = _read_links(source, info, nodes, data)
+    labels = _read_labels(source, info, nodes)
+    hgb_info = HgbInfo(
+        source=str(source.path), node_types={k: nodes.type_names[k] for k in nodes.type_ids.tolist()},
+        edge_types=edge_types, target_type=labels.target, class_names=labels.class_names, node_ids=nodes.node_ids,
+        train_index=labels.train_index, train_y=labels.train_y, test_index=labels.test_index, test_y=labels.test_y,
+        info_layout=info.layout, feature_dims=nodes.feature_dims,
+    )
+    return data, hgb_info
 
-    # ---------------------------------------------------------------- nodes
+
+def _read_info(source: _Source) -> _Info:
+    """info.dat (optional: without it, types and classes get generic names)."""
+    if not source.has("info.dat"):
+        return _Info()
+    return _parse_info(source.read("info.dat").decode("utf-8", "replace"), source.where("info.dat"))
+
+
+@dataclass
+class _Nodes:
+    """node.dat, read: per row its HGB id, type and index within its type, and the lookups."""
+
+    table: _Table
+    ids: np.ndarray  # HGB id of each row
+    types: np.ndarray  # HGB node type of each row
+    id_order: np.ndarray  # rows by ascending id
+    sorted_ids: np.ndarray  # ids[id_order]
+    type_ids: np.ndarray  # the HGB node types present, ascending
+    type_names: Dict[int, str]
+    local: np.ndarray  # index of each row within its type (file order)
+    node_ids: Dict[str, np.ndarray]
+    feature_dims: Dict[str, int]
+
+    def lookup(self, table: _Table, query: np.ndarray, what: str) -> np.ndarray:
+        """HGB ids -> node rows (vectorised binary search); unknown ids raise naming the line."""
+        pos = np.minimum(np.searchsorted(self.sorted_ids, query), len(self.sorted_ids) - 1)
+        found = self.sorted_ids[pos] == query
+        if not found.all():
+            i = int(np.flatnonzero(~found)[0])
+            raise table.fail(i, f"{what} node id {query[i]} is not in node.dat")
+        return self.id_order[pos]
+
+
+def _read_nodes(source: _Source, info: _Info, data: HeteroData) -> _Nodes:
+    """node.dat: adds every node type (``num_nodes``, ``x`` where its nodes carry features) to ``data``."""
     nodes = _read_table(source.read("node.dat"), source.where("node.dat"),
                         {0: ("node id", "int"), 2: ("node type", "int"), 3: ("features", "str")},
                         3, 4, "3 or 4 (id, name, type[, features])")
@@ -363,11 +409,10 @@ def _parse(source: _Source) -> Tuple[HeteroData, HgbInfo]:
     local = np.empty(len(ids), dtype=np.int64)
     local[type_order] = np.arange(len(ids)) - np.repeat(type_starts, type_counts)
 
-    data = HeteroData()
     node_ids: Dict[str, np.ndarray] = {}
     feature_dims: Dict[str, int] = {}
     features = nodes.frame[3] if 3 in nodes.frame else None
-    for t, (k, start, count) in enumerate(zip(type_ids.tolist(), type_starts.tolist(), type_counts.tolist())):
+    for k, start, count in zip(type_ids.tolist(), type_starts.tolist(), type_counts.tolist()):
         rows = type_order[start:start + count]
         name = type_names[k]
         node_ids[name] = ids[rows]
@@ -377,24 +422,19 @@ def _parse(source: _Source) -> Tuple[HeteroData, HgbInfo]:
             if x is not None:
                 data[name].x = x
                 feature_dims[name] = int(x.shape[1])
+    return _Nodes(nodes, ids, types, id_order, sorted_ids, type_ids, type_names, local, node_ids, feature_dims)
 
-    def lookup(table: _Table, query: np.ndarray, what: str) -> np.ndarray:
-        """HGB ids -> node rows (vectorised binary search); unknown ids raise naming the line."""
-        pos = np.minimum(np.searchsorted(sorted_ids, query), len(sorted_ids) - 1)
-        found = sorted_ids[pos] == query
-        if not found.all():
-            i = int(np.flatnonzero(~found)[0])
-            raise table.fail(i, f"{what} node id {query[i]} is not in node.dat")
-        return id_order[pos]
 
-    # ---------------------------------------------------------------- links
+def _read_links(source: _Source, info: _Info, nodes: _Nodes, data: HeteroData) -> Dict[int, Tuple[str, str, str]]:
+    """link.dat: adds one edge type per HGB link type to ``data``; returns link type -> edge type."""
+    types, type_names = nodes.types, nodes.type_names
     links = _read_table(source.read("link.dat"), source.where("link.dat"),
                         {0: ("source id", "int"), 1: ("target id", "int"), 2: ("link type", "int"), 3: ("weight", "float")},
                         3, 4, "3 or 4 (source, target, link type[, weight])")
     link_types = links.frame[2].to_numpy(np.int64)
     _check_declared(links, link_types, info.link_types, "link type")
-    src_rows = lookup(links, links.frame[0].to_numpy(np.int64), "source")
-    dst_rows = lookup(links, links.frame[1].to_numpy(np.int64), "target")
+    src_rows = nodes.lookup(links, links.frame[0].to_numpy(np.int64), "source")
+    dst_rows = nodes.lookup(links, links.frame[1].to_numpy(np.int64), "target")
     weights = links.frame[3].to_numpy(np.float64) if 3 in links.frame else np.ones(len(link_types))
     bad_weight = (links.num_fields == 4) & ~np.isfinite(weights)
     if bad_weight.any():
@@ -426,12 +466,29 @@ def _parse(source: _Source) -> Tuple[HeteroData, HgbInfo]:
         used.add(rel)
         edge_type = (src_name, rel, dst_name)
         edge_types[k] = edge_type
-        data[edge_type].edge_index = torch.from_numpy(np.stack([local[src_rows[rows]], local[dst_rows[rows]]]))
+        data[edge_type].edge_index = torch.from_numpy(np.stack([nodes.local[src_rows[rows]], nodes.local[dst_rows[rows]]]))
         w = weights[rows]
         if not np.all(w == 1.0):
             data[edge_type].edge_weight = torch.from_numpy(w.astype(np.float32))
+    return edge_types
 
-    # ---------------------------------------------------------------- labels
+
+@dataclass
+class _Labels:
+    """label.dat (train) and label.dat.test: the target type, class names and per split the
+    local indices (ascending) with their classes."""
+
+    target: str
+    class_names: List[str]
+    train_index: np.ndarray
+    train_y: np.ndarray
+    test_index: np.ndarray
+    test_y: np.ndarray
+
+
+def _read_labels(source: _Source, info: _Info, nodes: _Nodes) -> _Labels:
+    """label.dat and (optional) label.dat.test, checked against node.dat and info.dat."""
+    ids, types, type_names = nodes.ids, nodes.types, nodes.type_names
     label_columns = {0: ("node id", "int"), 2: ("node type", "int"), 3: ("label", "str")}
     parts = [_read_table(source.read(f), source.where(f), label_columns, 4, 4, "4 (id, name, type, label)")
              for f in ("label.dat", "label.dat.test") if source.has(f)]
@@ -467,7 +524,7 @@ def _parse(source: _Source) -> Tuple[HeteroData, HgbInfo]:
         if num_info_classes and (y >= num_info_classes).any():
             i = int(np.flatnonzero(y >= num_info_classes)[0])
             raise table.fail(i, f"label {y[i]}, but info.dat lists {num_info_classes} classes for {target}")
-        rows = lookup(table, table.frame[0].to_numpy(np.int64), "labelled")
+        rows = nodes.lookup(table, table.frame[0].to_numpy(np.int64), "labelled")
         claimed = table.frame[2].to_numpy(np.int64)
         wrong_type = np.flatnonzero(types[rows] != claimed)
         if len(wrong_type):
@@ -496,18 +553,13 @@ def _parse(source: _Source) -> Tuple[HeteroData, HgbInfo]:
         if i >= len(labelled):
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
         _, rows, y = labelled[i]
-        idx = local[rows]
+        idx = nodes.local[rows]
         order = np.argsort(idx, kind="stable")
         return idx[order], y[order]
 
     train_index, train_y = split_arrays(0)
     test_index, test_y = split_arrays(1)
-    hgb_info = HgbInfo(
-        source=str(source.path), node_types={k: type_names[k] for k in type_ids.tolist()}, edge_types=edge_types,
-        target_type=target, class_names=class_names, node_ids=node_ids, train_index=train_index, train_y=train_y,
-        test_index=test_index, test_y=test_y, info_layout=info.layout, feature_dims=feature_dims,
-    )
-    return data, hgb_info
+    return _Labels(target, class_names, train_index, train_y, test_index, test_y)
 
 
 def _parse_features(nodes: _Table, text: pd.Series, rows: np.ndarray, type_name: str) -> Optional[torch.Tensor]:
@@ -640,7 +692,7 @@ def load_hgb_task(path: str | os.PathLike, name: str, cache: bool = True, node_f
 _OPTIONS = {"cache": True, "download": False, "node_features": "all", "normalize": False}
 
 
-def _named_loader(name: str):
+def _register_named(name: str):
     folder = hgb_folder_name(name)
 
     def loader(root, **options) -> Task:
@@ -655,14 +707,11 @@ def _named_loader(name: str):
         return load_hgb_task(found, name, cache=opts["cache"], node_features=opts["node_features"],
                              normalize=opts["normalize"])
 
-    loader.__name__ = f"load_{name}"
-    loader.__doc__ = f"HGB {folder} (HGB format, <root>/hgb/{folder}/ or {folder}.zip)"
-    return loader
+    return register_named(name, loader, f"HGB {folder} (HGB format, <root>/hgb/{folder}/ or {folder}.zip)")
 
 
 for _name in HGB_DRIVE_IDS:
-    _loader = _named_loader(_name)
-    DATASETS.register(_name, _loader.__doc__)(_loader)
+    _register_named(_name)
 
 
 @PREFIXES.register("hgb", "any HGB-format folder or zip: hgb:<path> (node.dat, link.dat, label.dat[, label.dat.test, info.dat])")

@@ -23,7 +23,7 @@ from torch_geometric.data import HeteroData
 
 from ..errors import HgimbError
 from .download import PLANETOID_EXTS, PLANETOID_NAMES, download, loader_options, missing_data_error, source_page
-from .registry import DATASETS
+from .registry import register_named
 from .task import Task
 
 # Cora's class of each Planetoid label index, identified by the class sizes (351 Theory, 217
@@ -84,7 +84,7 @@ def read_planetoid(folder: str | Path, name: str, normalize: bool = False) -> Ta
                 target_types=["paper"], item_ids=None, meta=meta)
 
 
-def _named_loader(name: str):
+def _register_named(name: str):
     def loader(root, **options) -> Task:
         opts = loader_options(name, options, {"download": False, "normalize": False})
         folder = Path(root).expanduser() / "planetoid"
@@ -95,11 +95,8 @@ def _named_loader(name: str):
             raise missing_data_error(name, [folder / f"ind.{name}.*"])
         return read_planetoid(folder, name, normalize=opts["normalize"])  # names the missing files when only some are there
 
-    loader.__name__ = f"load_{name}"
-    loader.__doc__ = f"Planetoid {name} citation graph, public split (<root>/planetoid/ind.{name}.*)"
-    return loader
+    return register_named(name, loader, f"Planetoid {name} citation graph, public split (<root>/planetoid/ind.{name}.*)")
 
 
 for _name in PLANETOID_NAMES:
-    _loader = _named_loader(_name)
-    DATASETS.register(_name, _loader.__doc__)(_loader)
+    _register_named(_name)

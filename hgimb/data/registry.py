@@ -46,3 +46,11 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, **options):
     """Load a registered dataset (or ``prefix:path``) into a Task."""
     loader, fixed = dataset_loader(name)
     return loader(data_root(root), **fixed, **options)
+
+
+def register_named(name: str, loader, help: str):
+    """Register ``loader`` as the dataset ``name``: named ``load_<name>`` (``-`` -> ``_``),
+    ``help`` as its docstring and its line in the dataset list. Returns the loader."""
+    loader.__name__ = f"load_{name.replace('-', '_')}"
+    loader.__doc__ = help
+    return DATASETS.register(name, help)(loader)

@@ -40,6 +40,7 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
+from torch_geometric.utils import cumsum
 
 from ..errors import HgimbError
 
@@ -130,9 +131,7 @@ class RelationCSR:
         dst = edge_index[1]
         num_edges = int(dst.numel())
         order = torch.argsort(dst, stable=True)  # by destination; within it, original order
-        self.indptr = torch.zeros(num_dst + 1, dtype=torch.long)
-        if num_edges:
-            torch.cumsum(torch.bincount(dst, minlength=num_dst), 0, out=self.indptr[1:])
+        self.indptr = cumsum(torch.bincount(dst, minlength=num_dst))  # dst unsorted: see models/sparse/csr.py
         small = max(num_edges, num_src) < 2 ** 31 - 1
         index_dtype = torch.int32 if small else torch.long
         self.src = edge_index[0][order].to(index_dtype)

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .sparse import FixedAdjacency, GraphCache, spmm
+from .sparse.cache import GraphCache
+from .sparse.csr import FixedAdjacency, spmm
 
 # Features sparser than this go through a CSR product instead of a dense matmul: HGB's
 # bag-of-words features (ACM: 1,902 columns, 4-6% non-zero) made the dense input projection

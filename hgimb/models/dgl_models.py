@@ -43,7 +43,8 @@ from ..errors import HgimbError
 from .base import GraphModel, HeteroInput, ModelConfig, gather_targets
 from .gat import gat_width  # argument checks shared with the PyG GAT
 from .registry import register_model
-from .sparse import GraphCache, dropout
+from .sparse.cache import GraphCache
+from .sparse.dense import dropout
 
 EdgeType = Tuple[str, str, str]
 

@@ -8,7 +8,7 @@ their gradients); on CPU those gathers, products and scatters were ~75% of a ``g
 
 - edges are sorted by destination once per graph (cached by edge tensor identity), so the
   attention softmax is a segment softmax and the aggregation is one multi-head CSR product
-  (:func:`hgimb.models.sparse.head_spmm`: weighted ``embedding_bag`` forward, cached transpose
+  (:func:`hgimb.models.sparse.attention.head_spmm`: weighted ``embedding_bag`` forward, cached transpose
   and a sampled dense-dense product backward) that never builds per-edge messages;
 - only the ``rows`` destination rows a layer needs are computed (the last layer: the targets);
 - attention scores are ``x (W^T a)`` products with ``[in, heads]`` matrices, so the
@@ -28,11 +28,14 @@ from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+from torch_geometric.index import index2ptr
 from torch_geometric.nn import GATConv, HeteroConv
 from torch_geometric.nn.conv.hetero_conv import group
 from torch_geometric.utils import softmax
 
-from .sparse import GraphCache, HeadCSR, first_rows, head_spmm, narrow_mm
+from .sparse.attention import HeadCSR, head_spmm
+from .sparse.cache import GraphCache
+from .sparse.dense import first_rows, narrow_mm
 
 EdgeType = Tuple[str, str, str]
 
@@ -52,8 +55,7 @@ class RelationGraph:
             raise ValueError(f"RelationGraph: edges into destination rows beyond the {rows} computed")
         self.src, self.dst = src, dst
         self.num_edges, self.rows = int(src.numel()), int(rows)
-        self.ptr = torch.zeros(self.rows + 1, dtype=torch.long, device=src.device)
-        torch.cumsum(torch.bincount(dst, minlength=self.rows), 0, out=self.ptr[1:])
+        self.ptr = index2ptr(dst, self.rows)
         self.product = HeadCSR(src, dst, num_src, self.rows, heads)
 
 

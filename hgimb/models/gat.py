@@ -32,7 +32,8 @@ from ..errors import HgimbError
 from .base import GraphModel, HeteroInput, ModelConfig, gather_targets, needed_node_types, seed_count
 from .registry import register_model
 from .fused_gat import hetero_gat
-from .sparse import GraphCache, dropout
+from .sparse.cache import GraphCache
+from .sparse.dense import dropout
 
 AGGRS = ("sum", "mean")
 

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch_geometric.nn import HANConv
+from torch_geometric.utils import add_self_loops, remove_self_loops
 
 from ..errors import HgimbError
 from .base import GraphModel, gather_targets
@@ -42,9 +43,7 @@ def metapath_graphs(data, metapaths) -> Dict[tuple, torch.Tensor]:
         start, end = path[0][0], path[-1][2]
         ei = metapath_edge_index(data, path)
         if start == end:
-            n = int(data[start].num_nodes)
-            ei = ei[:, ei[0] != ei[1]]
-            ei = torch.cat([ei, torch.arange(n).repeat(2, 1)], 1)
+            ei = add_self_loops(remove_self_loops(ei)[0], num_nodes=int(data[start].num_nodes))[0]
         out[(start, f"metapath_{k}", end)] = ei
     return out
 

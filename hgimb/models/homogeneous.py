@@ -6,8 +6,9 @@ uses these backbones. Each layer computes exactly what its PyG counterpart compu
 a root weight; ``GATConv`` with self-loops, LeakyReLU 0.2, no attention dropout;
 ``tests/test_homogeneous.py`` checks each against PyG), but on cached CSR arrays:
 
-* the graph is turned into a :class:`~hgimb.models.sparse.FixedAdjacency` (GCN, SAGE) or a
-  :class:`~hgimb.models.sparse.HeadCSR` (GAT) once per graph, not normalised again every call;
+* the graph is turned into a :class:`~hgimb.models.sparse.csr.FixedAdjacency` (GCN, SAGE) or a
+  :class:`~hgimb.models.sparse.attention.HeadCSR` (GAT) once per graph, not normalised again
+  every call;
 * sparse wide input features (Cora's bag of words: 1,433 columns, 1.3% non-zero) enter through
   a CSR product: ``X @ W`` costs ``nnz x width`` instead of ``N x 1,433 x width``, and its weight
   gradient is one more CSR product with the cached transpose. Input dropout (``style: hgimb``)
@@ -51,12 +52,17 @@ from typing import Dict, List, Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch_geometric.utils import coalesce, is_undirected, remove_self_loops, softmax, to_undirected
+from torch_geometric.index import index2ptr
+from torch_geometric.nn.inits import glorot
+from torch_geometric.utils import coalesce, cumsum, is_undirected, remove_self_loops, softmax, to_undirected
 
 from ..errors import HgimbError
 from .base import SPARSE_INPUT_MAX_DENSITY, SPARSE_INPUT_MIN_COLUMNS, GraphModel, seed_count
 from .registry import register_model
-from .sparse import FixedAdjacency, GraphCache, HeadCSR, dropout, first_rows, head_spmm, spmm, spmm_add
+from .sparse.attention import HeadCSR, head_spmm
+from .sparse.cache import GraphCache
+from .sparse.csr import FixedAdjacency, spmm, spmm_add
+from .sparse.dense import dropout, first_rows
 
 STYLES: Dict[str, Dict[str, object]] = {
     "hgimb": {"input_dropout": True, "head": "linear", "weight_decay": "all"},
@@ -105,12 +111,11 @@ class SparseFeatures:
         self.shape = tuple(x.shape)
         self.values = x[row, col]
         self.indices = col
-        self.indptr = torch.zeros(x.size(0) + 1, dtype=torch.long, device=x.device)
-        torch.cumsum(torch.bincount(row, minlength=x.size(0)), 0, out=self.indptr[1:])
+        self.indptr = index2ptr(row, x.size(0))
         self.t_perm = torch.argsort(col, stable=True)  # entries in column order
         self.t_indices = row[self.t_perm]
-        self.t_indptr = torch.zeros(x.size(1) + 1, dtype=torch.long, device=x.device)
-        torch.cumsum(torch.bincount(col, minlength=x.size(1)), 0, out=self.t_indptr[1:])
+        # col is unsorted: counting beats gathering col[t_perm] for index2ptr (see sparse/csr.py)
+        self.t_indptr = cumsum(torch.bincount(col, minlength=x.size(1)))
 
     @staticmethod
     def of(x: torch.Tensor) -> Optional["SparseFeatures"]:
@@ -145,13 +150,6 @@ class _SparseInputProduct(torch.autograd.Function):
         d_weight = F.embedding_bag(f.t_indices, grad.contiguous(), f.t_indptr, mode="sum",
                                    per_sample_weights=weights, include_last_offset=True)
         return d_weight, None, None
-
-
-def _glorot(t: torch.Tensor) -> None:
-    """PyG's ``glorot``: uniform in +-sqrt(6 / (size(-2) + size(-1)))."""
-    bound = math.sqrt(6.0 / (t.size(-2) + t.size(-1)))
-    with torch.no_grad():
-        t.uniform_(-bound, bound)
 
 
 # ------------------------------------------------------------------------------ the model
@@ -207,11 +205,11 @@ class HomogeneousGNN(GraphModel):
                 nn.init.uniform_(w, -bound, bound)
                 nn.init.uniform_(b, -bound, bound)
             else:
-                _glorot(w)
+                glorot(w)
                 nn.init.zeros_(b)
             if self.conv_kind == "gatconv":
-                _glorot(self.att_src[i])
-                _glorot(self.att_dst[i])
+                glorot(self.att_src[i])
+                glorot(self.att_dst[i])
         if self.embed is not None:
             nn.init.xavier_uniform_(self.embed.weight)
         if self.head_style == "linear":
@@ -221,11 +219,11 @@ class HomogeneousGNN(GraphModel):
             nn.init.uniform_(self.head.weight, -bound, bound)
             nn.init.uniform_(self.head.bias, -bound, bound)
         else:
-            _glorot(self.head.weight)
+            glorot(self.head.weight)
             nn.init.zeros_(self.head.bias)
             if self.conv_kind == "gatconv":
-                _glorot(self.out_att_src.view(1, 1, -1))
-                _glorot(self.out_att_dst.view(1, 1, -1))
+                glorot(self.out_att_src.view(1, 1, -1))
+                glorot(self.out_att_dst.view(1, 1, -1))
 
     def no_weight_decay(self) -> List[nn.Parameter]:
         """Parameters the optimiser should not decay: with ``weight_decay: first-layer``, all but

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch_geometric.index import index2ptr
 
 from ..data.cache import cache_key, load_or_build
 from ..errors import HgimbError
@@ -58,8 +59,7 @@ def relation_csr_torch(data, edge_type: EdgeType) -> Tuple[torch.Tensor, torch.T
     num_src = int(data[edge_type[0]].num_nodes)
     order = torch.argsort(ei[0] * int(data[edge_type[2]].num_nodes) + ei[1])
     src, col = ei[0][order], ei[1][order]
-    rowptr = torch.zeros(num_src + 1, dtype=torch.long)
-    rowptr[1:] = torch.cumsum(torch.bincount(src, minlength=num_src), 0)
+    rowptr = index2ptr(src, num_src)
     return rowptr, col.contiguous()
 
 

@@ -20,7 +20,7 @@ from torch import nn
 from ..errors import HgimbError
 from .base import GraphModel, ModelConfig, seed_count
 from .registry import register_model
-from .sparse import dropout
+from .sparse.dense import dropout
 
 
 class MLP(GraphModel):

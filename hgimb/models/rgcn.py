@@ -22,25 +22,20 @@ Works on one-node-type graphs (Cora: one relation, the root weight is the self-l
 """
 from __future__ import annotations
 
-import math
 from typing import Dict, List, Sequence, Tuple
 
 import torch
 from torch import nn
+from torch_geometric.nn.inits import glorot
 
 from ..errors import HgimbError
 from .base import GraphModel, HeteroInput, ModelConfig, gather_targets, needed_node_types, seed_count
 from .registry import register_model
-from .sparse import FixedAdjacency, GraphCache, dropout, spmm_add
+from .sparse.cache import GraphCache
+from .sparse.csr import FixedAdjacency, spmm_add
+from .sparse.dense import dropout
 
 EdgeType = Tuple[str, str, str]
-
-
-def _glorot(tensor: torch.Tensor) -> None:
-    # PyG's glorot for [.., in, out] weights (the initialisation RGCNConv uses)
-    bound = math.sqrt(6.0 / (tensor.size(-2) + tensor.size(-1)))
-    with torch.no_grad():
-        tensor.uniform_(-bound, bound)
 
 
 class HeteroRGCNConv(nn.Module):
@@ -65,8 +60,8 @@ class HeteroRGCNConv(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        _glorot(self.weight)
-        _glorot(self.root)
+        glorot(self.weight)
+        glorot(self.root)
         if self.bias is not None:
             nn.init.zeros_(self.bias)
 

@@ -10,7 +10,7 @@ Self-loops are added with their own edge type, as in the HGB code.
 
 Why not PyG's ``GATConv``: it takes edge features, not a per-relation embedding table with the
 attention residual, so the layer is written here: PyG's ``softmax`` for the attention and a
-multi-head CSR aggregation (:func:`attention_aggregate`, :func:`hgimb.models.sparse.head_spmm`)
+multi-head CSR aggregation (:func:`attention_aggregate`, :func:`hgimb.models.sparse.attention.head_spmm`)
 that never materialises per-edge messages, with the node residual summed into its output buffer.
 
 Layout (HGB ``myGAT``, THUDM/HGB NC/benchmark/methods/baseline/GNN.py and conv.py): input
@@ -44,12 +44,14 @@ from typing import Dict, Optional, Tuple
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch_geometric.utils import softmax
+from torch_geometric.index import index2ptr
+from torch_geometric.utils import add_self_loops, remove_self_loops, softmax
 
 from ..errors import HgimbError
 from .base import GraphModel, HeteroInput, seed_count
 from .registry import register_model
-from .sparse import HeadCSR, dropout, head_spmm, narrow_mm
+from .sparse.attention import HeadCSR, head_spmm
+from .sparse.dense import dropout, narrow_mm
 
 # Published HGB settings (Lv et al. 2021; THUDM/HGB NC/benchmark/methods/baseline/run_new.py
 # defaults and README commands). ``layers`` counts the multi-head layers before the output layer
@@ -77,7 +79,7 @@ class AttentionGraph:
 
     Edges are sorted by (destination, source), so that softmax groups are contiguous (``ptr``)
     and the edges into any range of destination nodes are one contiguous slice. The multi-head
-    product structures (:class:`~hgimb.models.sparse.HeadCSR`) are built once per head count,
+    product structures (:class:`~hgimb.models.sparse.attention.HeadCSR`) are built once per head count,
     and once per set of output rows for a layer that computes only some nodes (:meth:`into`).
     """
 
@@ -88,7 +90,7 @@ class AttentionGraph:
         self.num_nodes = n
         self.src, self.dst, self.edge_type = src[perm], dst[perm], edge_type[perm]
         self.num_edges = int(self.src.numel())
-        self.ptr = _ptr(self.dst, n)
+        self.ptr = index2ptr(self.dst, n)
         self._products: Dict[Tuple, Tuple] = {}
 
     @property
@@ -119,12 +121,6 @@ class AttentionGraph:
             edges, rows, dst = torch.cat(edges), torch.cat(rows), torch.cat(dst)
             self._products[key] = (edges, HeadCSR(self.src[edges], dst, self.num_nodes, out, heads), rows)
         return self._products[key]
-
-
-def _ptr(sorted_index: torch.Tensor, n: int) -> torch.Tensor:
-    ptr = torch.zeros(n + 1, dtype=torch.long, device=sorted_index.device)
-    ptr[1:] = torch.cumsum(torch.bincount(sorted_index, minlength=n), 0)
-    return ptr
 
 
 def attention_aggregate(alpha: torch.Tensor, h: torch.Tensor, graph: AttentionGraph,
@@ -245,10 +241,8 @@ def homogeneous_view(data, edge_types) -> Tuple[AttentionGraph, Dict[str, int]]:
         types.append(torch.full((ei.size(1),), type_index[et], dtype=torch.long, device=device))
     edge_index = torch.cat(parts, 1) if parts else torch.empty(2, 0, dtype=torch.long, device=device)
     edge_type = torch.cat(types) if types else torch.empty(0, dtype=torch.long, device=device)
-    keep = edge_index[0] != edge_index[1]
-    loops = torch.arange(start, device=device).repeat(2, 1)
-    edge_index = torch.cat([edge_index[:, keep], loops], 1)
-    edge_type = torch.cat([edge_type[keep], torch.full((start,), len(edge_types), dtype=torch.long, device=device)])
+    edge_index, edge_type = remove_self_loops(edge_index, edge_type)
+    edge_index, edge_type = add_self_loops(edge_index, edge_type, fill_value=len(edge_types), num_nodes=start)
     return AttentionGraph(edge_index, edge_type, start), offsets
 
 
