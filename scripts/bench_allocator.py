@@ -20,10 +20,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
+from hgimb.benchkit.docs import machine, replace_section
 
-from bench_docs import machine, replace_section  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 CONFIGS = ("acm-hgt", "acm-han", "acm-gat", "freebase-rgcn")
 

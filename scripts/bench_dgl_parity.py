@@ -23,12 +23,10 @@ from pathlib import Path
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
 os.environ.setdefault("DGLBACKEND", "pytorch")
 
-from bench_docs import machine, mean_std, replace_section  # noqa: E402
 from hgimb.benchkit import load_results, parse_seeds, run_grid  # noqa: E402
+from hgimb.benchkit.docs import machine, mean_std, replace_section  # noqa: E402
 from hgimb.config import RunConfig  # noqa: E402
 from hgimb.errors import HgimbError  # noqa: E402
 

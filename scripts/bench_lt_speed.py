@@ -22,13 +22,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 import torch  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
 from hgimb.cli import parse_key_values  # noqa: E402
 from hgimb.config import RunConfig  # noqa: E402
 from hgimb.engine.run import load_task  # noqa: E402
 from hgimb.engine.trainer import Trainer  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def epoch_ms(cfg: RunConfig, epochs: int, warmup: int = 10) -> float:

@@ -11,31 +11,26 @@ weighted; training full-batch, or mini-batch (``--batch-size``, default 128 seed
 10,10 and with full neighbourhoods (-1,-1). Evaluation of mini-batch runs uses full
 neighbourhoods (exact), so the columns differ only in how training steps see the graph.
 
-Runs happen in this process, one at a time, with one torch thread (a second thread busy-waits on
-a shared 2-core machine); each finished run is appended to ``runs/bench-minibatch/results.jsonl``
-and skipped next time, so an interrupted benchmark resumes. Seconds per epoch include one
-validation pass.
+Runs go through the bench runner (:func:`hgimb.benchkit.docs.run_recording_load`), one at a time
+in this process with one torch thread (a second thread busy-waits on a shared 2-core machine);
+the store is ``bench/minibatch/results.jsonl`` (finished runs are skipped, so an interrupted
+benchmark resumes), with the machine's load average after each run in
+``bench/minibatch/loadavg.jsonl``. Seconds per epoch include one validation pass.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 
+from hgimb.benchkit import load_results, parse_seeds
+from hgimb.benchkit.docs import load_averages, load_range, machine, mean_std, replace_section, run_recording_load, table
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
-
-from bench_docs import mean_std, replace_section, table  # noqa: E402
-from hgimb.benchkit import parse_seeds  # noqa: E402
-
-STORE = ROOT / "runs" / "bench-minibatch" / "results.jsonl"
+STORE = ROOT / "bench" / "minibatch"
 SECTION = "minibatch"
 SETTINGS = {"official split": 1.0, "imbalance ratio 10": 10.0}
 REMEDIES = ("none", "weighted")
@@ -50,49 +45,34 @@ MINIBATCH_LR = 0.002
 
 
 def modes(batch_size: int):
-    """(label, batch size, fanout, learning rate) per training mode."""
+    """(batch size, fanout, learning rate) per training mode; full-batch has no batch size."""
     lr = BASE["lr"]
-    return [("full-batch", None, "10,10", lr),
-            (f"mini-batch {batch_size}, fanout 10,10", batch_size, "10,10", lr),
-            (f"mini-batch {batch_size}, fanout -1,-1", batch_size, "-1,-1", lr),
-            (f"mini-batch {batch_size}, fanout 10,10, lr {MINIBATCH_LR:g}", batch_size, "10,10", MINIBATCH_LR)]
+    return [(None, "10,10", lr), (batch_size, "10,10", lr), (batch_size, "-1,-1", lr),
+            (batch_size, "10,10", MINIBATCH_LR)]
 
 
-def load_store() -> list:
-    if not STORE.exists():
-        return []
-    return [json.loads(line) for line in STORE.read_text().splitlines() if line.strip()]
-
-
-def minority_recall(metrics) -> float:
-    counts = metrics["train_class_counts"]
-    smallest = min(range(len(counts)), key=lambda c: counts[c])
-    return float(metrics["test"]["per_class"][smallest]["recall"])
-
-
-def run_one(setting: str, mode: str, batch_size, fanout: str, lr: float, remedy: str, seed: int) -> dict:
+def configs(batch_size: int, seeds) -> list:
+    """The grid, in run order: setting, remedy, training mode, seed."""
     from hgimb.config import RunConfig
-    from hgimb.engine import run_experiment
 
-    cfg = RunConfig(**{**BASE, "lr": lr}, remedy=remedy, seed=seed, imbalance_ratio=SETTINGS[setting],
-                    batch_size=batch_size, fanout=fanout)
-    start = time.perf_counter()
-    metrics = run_experiment(cfg, write=False).metrics
-    return {"setting": setting, "mode": mode, "remedy": remedy, "seed": seed, "batch_size": batch_size,
-            "fanout": fanout if batch_size else None, "test_macro_f1": metrics["test"]["macro_f1"],
-            "test_balanced_accuracy": metrics["test"]["balanced_accuracy"],
-            "test_minority_recall": minority_recall(metrics), "seconds_per_epoch": metrics["seconds_per_epoch"],
-            "epochs_run": metrics["epochs_run"], "best_epoch": metrics["best_epoch"],
-            "wall_seconds": time.perf_counter() - start, "train_class_counts": metrics["train_class_counts"],
-            "loadavg": list(os.getloadavg())}
+    return [RunConfig(**{**BASE, "lr": lr}, remedy=remedy, seed=seed, imbalance_ratio=ratio,
+                      batch_size=size, fanout=fanout)
+            for ratio in SETTINGS.values() for remedy in REMEDIES for size, fanout, lr in modes(batch_size)
+            for seed in seeds]
 
 
-def render(rows: list, fresh: int) -> str:
-    import torch
+def mode_label(row) -> str:
+    """The table's "training" cell of a store row."""
+    if pd.isna(row["batch_size"]):
+        return "full-batch"
+    lr = "" if row["lr"] == BASE["lr"] else f", lr {row['lr']:g}"
+    return f"mini-batch {int(row['batch_size'])}, fanout {row['fanout']}{lr}"
 
+
+def render(frame: pd.DataFrame, loads: dict, fresh: int) -> str:
     run_note = f" {fresh} of the runs were made by the last invocation." if fresh else ""
-
-    frame = pd.DataFrame(rows)
+    setting = {ratio: label for label, ratio in SETTINGS.items()}
+    frame = frame.assign(setting=frame["imbalance_ratio"].map(setting), mode=frame.apply(mode_label, axis=1))
     order = {m: i for i, m in enumerate(frame["mode"].drop_duplicates())}
     frame = frame.assign(_s=frame["setting"].map(list(SETTINGS).index), _r=frame["remedy"].map(REMEDIES.index),
                          _m=frame["mode"].map(order)).sort_values(["_s", "_r", "_m"], kind="stable")
@@ -106,12 +86,10 @@ def render(rows: list, fresh: int) -> str:
         ("n", lambda r: str(len(r))),
     ])
     seeds = sorted(frame["seed"].unique().tolist())
-    loads = frame["loadavg"].map(lambda v: v[0])
     note = (f"\n\n_Measured with `python scripts/bench_minibatch.py`: RGCN (2 layers, hidden 64, 200 epochs, "
             f"patience 50, lr 0.01 unless the row says otherwise), seeds {seeds}, mean ± sample std over seeds; {len(frame)} runs. Machine: "
-            f"{os.cpu_count()} CPU cores ({platform.machine()}), torch {torch.__version__}, Python "
-            f"{platform.python_version()}, one torch thread, one run at a time. The machine was shared with "
-            f"another benchmark grid: 1-minute load average {loads.min():.1f}-{loads.max():.1f} during the runs "
+            f"{machine()}, one torch thread, one run at a time. The machine was shared with "
+            f"another benchmark grid: 1-minute load average {load_range(frame['run_id'], loads)} during the runs "
             f"(2 cores), so seconds per epoch are inflated, but all rows ran under the same conditions. "
             f"Seconds per epoch include one validation pass (mini-batch runs evaluate with full "
             f"neighbourhoods, exact).{run_note}_")
@@ -135,37 +113,21 @@ def main() -> int:
     parser.add_argument("--doc", default=str(ROOT / "BENCHMARKS.md"))
     args = parser.parse_args()
     os.environ.setdefault("HGIMB_DATA", str(ROOT.parent / "shared" / "datasets"))
-    import torch
-
-    torch.set_num_threads(1)
+    os.environ["HGIMB_THREADS"] = "1"  # the table says "one torch thread"
     seeds = parse_seeds(args.seeds)
-    rows = load_store()
-    done = {(r["setting"], r["mode"], r["remedy"], r["seed"]) for r in rows}
     load_before = os.getloadavg()
-    print(f"machine: {os.cpu_count()} CPU cores ({platform.machine()}), torch {torch.__version__}, one thread; "
-          f"load average {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}; seeds {seeds}", flush=True)
-    ran = []
-    if not args.report_only:
-        STORE.parent.mkdir(parents=True, exist_ok=True)
-        for setting in SETTINGS:
-            for remedy in REMEDIES:
-                for mode, batch_size, fanout, lr in modes(args.batch_size):
-                    for seed in seeds:
-                        if (setting, mode, remedy, seed) in done:
-                            continue
-                        row = run_one(setting, mode, batch_size, fanout, lr, remedy, seed)
-                        with STORE.open("a") as fh:
-                            fh.write(json.dumps(row) + "\n")
-                        rows.append(row)
-                        ran.append(seed)
-                        print(f"{setting} | {remedy} | {mode} | seed {seed}: macro-F1 {100 * row['test_macro_f1']:.2f}, "
-                              f"{row['seconds_per_epoch']:.3f} s/epoch, {row['epochs_run']} epochs, "
-                              f"load {row['loadavg'][0]:.2f}", flush=True)
-    if not rows:
+    print(f"machine: {machine()}, one thread; load average {load_before[0]:.2f} {load_before[1]:.2f} "
+          f"{load_before[2]:.2f}; seeds {seeds}", flush=True)
+    # the load average goes beside the store (loadavg.jsonl): a run's row records what it computed,
+    # not the load the machine was under, and the table's note reports that load
+    fresh = 0 if args.report_only else run_recording_load(configs(args.batch_size, seeds), STORE)
+    frame = load_results(STORE) if (STORE / "results.jsonl").is_file() else pd.DataFrame()
+    frame = frame[frame["status"] == "ok"] if not frame.empty else frame
+    if frame.empty:
         print("no stored runs; run without --report-only first", file=sys.stderr)
         return 1
     load_after = os.getloadavg()
-    text = render(rows, len(ran))
+    text = render(frame, load_averages(STORE), fresh)
     replace_section(Path(args.doc), SECTION, text, heading=HEADING)
     print(text)
     print(f"load average at the end: {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")

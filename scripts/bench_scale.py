@@ -29,8 +29,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
 
 STORE = ROOT / "runs" / "bench-scale" / "results.json"
 PLOT = ROOT / "docs" / "scale.png"
@@ -270,7 +268,7 @@ def main() -> int:
         return 1
     if args.doc:
         plot(store, PLOT)
-        from bench_docs import replace_section
+        from hgimb.benchkit.docs import replace_section
 
         replace_section(Path(args.doc), SECTION, render(store), heading=HEADING)
     print(render(store))

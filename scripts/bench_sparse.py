@@ -12,41 +12,32 @@ of the "Mini-batch training" section), 200 epochs, patience 50, model selection 
 macro-F1, remedy none; ``--sparse-embeddings off`` (dense gradients, torch Adam) against ``on``
 (row-sparse gradients, :class:`hgimb.engine.optim.LazyAdam`). Same seeds on both sides.
 
-Runs happen in this process, one at a time, one torch thread; each finished run is appended to
-``runs/bench-sparse/results.jsonl`` and skipped next time (an interrupted grid resumes).
+Runs go through the bench runner (:func:`hgimb.benchkit.docs.run_recording_load`), one at a time
+in this process with one torch thread; the store is ``bench/sparse/results.jsonl`` (finished runs
+are skipped, so an interrupted grid resumes), with the machine's load average after each run in
+``bench/sparse/loadavg.jsonl``.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 
+from hgimb.benchkit import load_results, parse_seeds
+from hgimb.benchkit.docs import load_averages, load_range, mean_std, replace_section, run_recording_load, table
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
-
-from bench_docs import mean_std, replace_section, table  # noqa: E402
-from hgimb.benchkit import parse_seeds  # noqa: E402
-
-STORE = ROOT / "runs" / "bench-sparse" / "results.jsonl"
+STORE = ROOT / "bench" / "sparse"
 SECTION = "sparse"
 SETTINGS = {"official split": 1.0, "imbalance ratio 10": 10.0}
 MODES = ("off", "on")
 MODELS = ("rgcn", "gat")
 BASE = dict(dataset="freebase", epochs=200, patience=50, lr=0.002, monitor="macro_f1", batch_size=128, fanout="10,10",
             remedy="none", quiet=True, plots=False)
-
-
-def load_store(store: Path) -> list:
-    if not store.exists():
-        return []
-    return [json.loads(line) for line in store.read_text().splitlines() if line.strip()]
 
 
 def config(model: str, setting: str, mode: str, seed: int):
@@ -58,22 +49,11 @@ def config(model: str, setting: str, mode: str, seed: int):
                      sparse_embeddings=mode)
 
 
-def run_one(model: str, setting: str, mode: str, seed: int) -> dict:
-    from hgimb.engine import run_experiment
-
-    start = time.perf_counter()
-    metrics = run_experiment(config(model, setting, mode, seed), write=False).metrics
-    return {"model": model, "setting": setting, "sparse": mode, "seed": seed,
-            "test_macro_f1": metrics["test"]["macro_f1"], "test_balanced_accuracy": metrics["test"]["balanced_accuracy"],
-            "seconds_per_epoch": metrics["seconds_per_epoch"], "epochs_run": metrics["epochs_run"],
-            "best_epoch": metrics["best_epoch"], "wall_seconds": time.perf_counter() - start,
-            "loadavg": list(os.getloadavg())}
-
-
-def render(rows: list) -> str:
+def render(frame: pd.DataFrame, loads: dict) -> str:
     import torch
 
-    frame = pd.DataFrame(rows)
+    setting = {ratio: label for label, ratio in SETTINGS.items()}
+    frame = frame.assign(setting=frame["imbalance_ratio"].map(setting), sparse=frame["sparse_embeddings"])
     frame = frame.assign(_m=frame["model"].map(MODELS.index), _s=frame["setting"].map(list(SETTINGS).index),
                          _p=frame["sparse"].map(MODES.index)).sort_values(["_m", "_s", "_p"], kind="stable")
     body = table(frame, [("model", "model"), ("Freebase", "setting"), ("--sparse-embeddings", "sparse")], [
@@ -84,12 +64,11 @@ def render(rows: list) -> str:
         ("n", lambda r: str(len(r))),
     ])
     seeds = sorted(frame["seed"].unique().tolist())
-    loads = frame["loadavg"].map(lambda v: v[0])
     note = (f"\n\n_Measured with `python scripts/bench_sparse.py`: mini-batch 128 seeds, fanout 10,10, lr 0.002, "
             f"200 epochs, patience 50, remedy none, architecture from `configs/hgb/freebase-<model>.yaml`; seeds "
             f"{seeds}, mean ± sample std over seeds; {len(frame)} runs on {os.cpu_count()} CPU cores "
             f"({platform.machine()}), torch {torch.__version__}, one torch thread, one run at a time; 1-minute "
-            f"load average {loads.min():.1f}-{loads.max():.1f} (the machine was shared: seconds per epoch are "
+            f"load average {load_range(frame['run_id'], loads)} (the machine was shared: seconds per epoch are "
             f"inflated alike on both sides)._")
     return body + note
 
@@ -100,38 +79,26 @@ def main() -> int:
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated, from: " + ", ".join(SETTINGS))
     parser.add_argument("--report-only", action="store_true")
-    parser.add_argument("--store", default=str(STORE))
+    parser.add_argument("--store", default=str(STORE), help="bench store directory")
     parser.add_argument("--doc", default=str(ROOT / "BENCHMARKS.md"))
     args = parser.parse_args()
     os.environ.setdefault("HGIMB_DATA", str(ROOT.parent / "shared" / "datasets"))
-    import torch
-
-    torch.set_num_threads(1)
+    os.environ["HGIMB_THREADS"] = "1"  # the table says "one torch thread"
     store = Path(args.store)
     seeds = parse_seeds(args.seeds)
     models = [m for m in args.models.split(",") if m]
     settings = [s for s in args.settings.split(",") if s]
-    rows = load_store(store)
-    done = {(r["model"], r["setting"], r["sparse"], r["seed"]) for r in rows}
     if not args.report_only:
-        store.parent.mkdir(parents=True, exist_ok=True)
-        for seed in seeds:  # seed-major: an interrupted grid still has every cell at fewer seeds
-            for model in models:
-                for setting in settings:
-                    for mode in MODES:
-                        if (model, setting, mode, seed) in done:
-                            continue
-                        row = run_one(model, setting, mode, seed)
-                        with store.open("a") as fh:
-                            fh.write(json.dumps(row) + "\n")
-                        rows.append(row)
-                        print(f"{model} | {setting} | sparse {mode} | seed {seed}: macro-F1 "
-                              f"{100 * row['test_macro_f1']:.2f}, {row['seconds_per_epoch']:.3f} s/epoch, best epoch "
-                              f"{row['best_epoch']}, load {row['loadavg'][0]:.2f}", flush=True)
-    if not rows:
+        # seed-major: an interrupted grid still has every cell at fewer seeds; the load average goes
+        # beside the store (loadavg.jsonl): a run's row does not record the machine's load
+        run_recording_load([config(model, setting, mode, seed) for seed in seeds for model in models
+                            for setting in settings for mode in MODES], store)
+    frame = load_results(store) if (store / "results.jsonl").is_file() else pd.DataFrame()
+    frame = frame[frame["status"] == "ok"] if not frame.empty else frame
+    if frame.empty:
         print("no stored runs; run without --report-only first", file=sys.stderr)
         return 1
-    text = render(rows)
+    text = render(frame, load_averages(store))
     if args.doc:
         replace_section(Path(args.doc), SECTION, text)
     print(text)

@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import platform
 import resource
 import statistics
 import sys
@@ -48,13 +47,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from hgimb.benchkit.docs import machine_facts, replace_section
+from hgimb.config import RunConfig
+from hgimb.engine.run import load_task
+from hgimb.engine.trainer import Trainer, model_config
+from hgimb.models import build_model
 
-from hgimb.config import RunConfig  # noqa: E402
-from hgimb.engine.run import load_task  # noqa: E402
-from hgimb.engine.trainer import Trainer, model_config  # noqa: E402
-from hgimb.models import build_model  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 SECTION = "speed"
 DATASETS = ("freebase", "acm")
@@ -305,19 +304,6 @@ def config_for(dataset: str, model: str, overrides: Optional[dict] = None) -> Ru
     return cfg.replace(quiet=True, **(overrides or {}))
 
 
-def machine() -> Dict[str, object]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    import torch_geometric
-
-    return {"cpu": cpu, "cores": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "pyg": torch_geometric.__version__, "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
-
-
 def measure_pair(dataset: str, model: str, reps: int, warmup: int, device: torch.device,
                  root: Optional[str] = None, overrides: Optional[dict] = None, tasks: Optional[dict] = None) -> dict:
     """Time hgimb and the hand-written script on one (dataset, model), interleaved; then memory."""
@@ -361,7 +347,7 @@ def run(datasets=DATASETS, models=MODELS, reps: int = 5, warmup: int = 1, device
     """Measure every (dataset, model); returns ``{"env": ..., "rows": [...]}``."""
     torch.set_num_threads(threads)
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
-    env = {**machine(), "device": str(dev), "load_start": os.getloadavg(), "reps": reps, "warmup": warmup}
+    env = {**machine_facts(), "device": str(dev), "load_start": os.getloadavg(), "reps": reps, "warmup": warmup}
     rows, tasks = [], {}
     for dataset in datasets:
         for model in models:
@@ -420,9 +406,6 @@ def markdown(result: Dict[str, object]) -> str:
 
 
 def write_doc(doc: Path, text: str) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench_docs import replace_section
-
     replace_section(doc, SECTION, text, heading=HEADING)
 
 

@@ -19,16 +19,11 @@ import argparse
 import sys
 from pathlib import Path
 
-import pandas as pd
+from hgimb.benchkit import load_results, run_grid, run_id
+from hgimb.benchkit.docs import machine, replace_section
+from hgimb.config import RunConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from hgimb.benchkit import load_results, run_grid, run_id  # noqa: E402
-from hgimb.config import RunConfig  # noqa: E402
-
-sys.path.insert(0, str(ROOT / "scripts"))
-from bench_docs import machine, replace_section  # noqa: E402
 
 TOLERANCE = 3.0  # macro-F1 points
 # keys that define the task rather than the model's settings: the default run shares them

@@ -18,14 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from hgimb.benchkit.docs import machine, mean_std, replace_section
+from hgimb.data import data_root, load_dataset
+from hgimb.data.splits import make_split
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from hgimb.data import data_root, load_dataset  # noqa: E402
-from hgimb.data.splits import make_split  # noqa: E402
-
-sys.path.insert(0, str(ROOT / "scripts"))
-from bench_docs import machine, mean_std, replace_section  # noqa: E402
 
 THRESHOLD = 600.0
 SEEDS = range(5)

@@ -21,13 +21,11 @@ from pathlib import Path
 
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
+from hgimb.benchkit import expand, load_grid, load_results, run_grid
+from hgimb.benchkit.docs import current_runs, machine, mean_std, replace_section
+from hgimb.benchkit.grid import Grid
 
-from bench_docs import machine, mean_std, replace_section  # noqa: E402
-from hgimb.benchkit import expand, load_grid, load_results, run_grid, run_id  # noqa: E402
-from hgimb.benchkit.grid import Grid  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 GRID = "configs/bench/crystal-leaderboard.yaml"
 SECTION = "crystal-leaderboard"
@@ -84,9 +82,7 @@ def main() -> int:
             seeds = set(parse_seeds(args.seeds))
             todo = [c for c in todo if c.seed in seeds]
         run_grid(todo, out, workers=args.workers, quiet=True)
-    frame = load_results(out)
-    current = {run_id(c) for c in configs}
-    frame = frame[(frame["status"] == "ok") & frame["run_id"].isin(current)]
+    frame = current_runs(load_results(out), configs)
     if frame.empty:
         print("no finished runs in the store yet")
         return 1

@@ -27,8 +27,6 @@ remedy's test score within 1 macro-F1 point (0.02 PR-AUC) of the hindsight best.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import re
 import sys
 import time
@@ -37,12 +35,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from hgimb.advise import default_metric, rank, selection_frame
+from hgimb.benchkit import expand, load_grid, load_results, parse_seeds, run_grid, run_id
+from hgimb.benchkit.docs import machine, mean_std
+from hgimb.benchkit.grid import Grid
 
-from hgimb.advise import default_metric, rank, selection_frame  # noqa: E402
-from hgimb.benchkit import expand, load_grid, load_results, parse_seeds, run_grid, run_id  # noqa: E402
-from hgimb.benchkit.grid import Grid  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 GRID = ROOT / "configs" / "bench" / "selection.yaml"
 STORE = None  # the results.jsonl being read (set in main)
@@ -128,11 +126,6 @@ def summarise(frame: pd.DataFrame, configs, candidates) -> dict | None:
             "val_top": ranking.table[["remedy", "mean"]].head(3).values.tolist()}
 
 
-def ms(values: pd.Series, scale: float, digits: int) -> str:
-    values = values.dropna().astype(float) * scale
-    return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
-
-
 def section(results: dict, missing: dict, planned: int = 5) -> str:
     lines = [HEADING, "",
              "`python -m hgimb.advise` (and `python -m hgimb.train --remedy auto`) trains a shortlist of remedies from "
@@ -155,19 +148,16 @@ def section(results: dict, missing: dict, planned: int = 5) -> str:
         lines.append(
             f"| {SETTING.get(dataset, dataset)} ({LABEL[r['metric']]}) | {r['candidates']} | "
             f"{r['n'] if r['n'] >= planned else str(r['n']) + ' (of ' + str(planned) + ': compute ran out)'} | "
-            f"`{r['chosen']}`{tied} | {ms(r['chosen_test'], scale, digits)} | `{r['hindsight']}` | "
-            f"{ms(r['hindsight_test'], scale, digits)} | {ms(r['none_test'], scale, digits)} | "
+            f"`{r['chosen']}`{tied} | {mean_std(r['chosen_test'], digits, scale)} | `{r['hindsight']}` | "
+            f"{mean_std(r['hindsight_test'], digits, scale)} | {mean_std(r['none_test'], digits, scale)} | "
             f"{gap:.{digits}f} | {r['per_seed_mean'] * scale:.{digits}f} | {met} | "
             f"{r['runs']}, {r['minutes']:.1f} |")
     for dataset, why in missing.items():
         lines.append(f"| {SETTING.get(dataset, dataset)} | – | – | not measured: {why} | | | | | | | | |")
-    import torch
-
     seeds = sorted({s for r in results.values() for s in r["seeds"]})
     lines += ["",
               f"_Written by `python scripts/measure_selection.py` (grid `configs/bench/selection.yaml`), seeds "
-              f"{seeds} (per row: the seeds every candidate finished), on {os.cpu_count()} CPU cores "
-              f"({platform.machine()}), torch {torch.__version__}, Python {platform.python_version()}, one worker "
+              f"{seeds} (per row: the seeds every candidate finished), on {machine()}, one worker "
               f"process with one torch thread on a machine shared with other jobs; minutes: summed run wall time._",
               f"<!-- /table:{MARK} -->", ""]
     return "\n".join(lines)

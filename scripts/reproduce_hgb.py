@@ -20,13 +20,11 @@ from pathlib import Path
 
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
+from hgimb.benchkit import load_results, parse_seeds, run_grid
+from hgimb.benchkit.docs import current_runs, machine, mean_std, replace_section
+from hgimb.config import RunConfig
 
-from bench_docs import machine, mean_std, replace_section  # noqa: E402
-from hgimb.benchkit import load_results, parse_seeds, run_grid, run_id  # noqa: E402
-from hgimb.config import RunConfig  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 DATASETS = ("acm", "freebase")
 MODELS = ("rgcn", "gat", "simple-hgn", "hgt", "han", "mlp", "metapath2vec")
@@ -143,12 +141,10 @@ def main() -> int:
         configs = configs_for(datasets, models, seeds) + (heco_configs(seeds) if args.heco else [])
         run_grid(configs, Path(args.store), workers=args.workers, quiet=True)
     frame = load_results(Path(args.store))
-    frame = frame[frame["status"] == "ok"]
-    heco_ids = {run_id(c) for c in heco_configs(sorted(set(frame["seed"])))}
-    heco = frame[frame["run_id"].isin(heco_ids)]
+    stored_seeds = sorted(set(frame.loc[frame["status"] == "ok", "seed"]))
+    heco = current_runs(frame, heco_configs(stored_seeds))
     # only runs of the current config files (editing a config makes new runs, old rows drop out)
-    current = {run_id(c) for c in configs_for(DATASETS, MODELS, sorted(set(frame["seed"])))}
-    frame = frame[frame["run_id"].isin(current)]
+    frame = current_runs(frame, configs_for(DATASETS, MODELS, stored_seeds))
     text = render(frame)
     seeds = sorted(frame["seed"].unique().tolist())
     text += (f"\n_Measured with `python scripts/reproduce_hgb.py` (configs `configs/hgb/*.yaml`), seeds {seeds}, "

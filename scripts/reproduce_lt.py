@@ -37,12 +37,12 @@ from typing import Dict, List, Optional
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from hgimb.benchkit import expand, load_grid, load_results, run_grid
+from hgimb.benchkit.docs import current_runs, mean_std, replace_section
+from hgimb.benchkit.grid import Grid, parse_axis, parse_seeds
+from hgimb.errors import HgimbError
 
-from hgimb.benchkit import expand, load_grid, load_results, run_grid  # noqa: E402
-from hgimb.benchkit.grid import Grid, parse_axis, parse_seeds, run_id  # noqa: E402
-from hgimb.errors import HgimbError  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 DOC = "BENCHMARKS.md"
 SECTION = "lt"
@@ -123,12 +123,8 @@ def one_sample_p(values: pd.Series, mean: float) -> Optional[float]:
 
 
 def fmt(values: pd.Series) -> str:
-    values = values.dropna().astype(float) * 100
-    if values.empty:
-        return "-"
-    if len(values) == 1:
-        return f"{values.mean():.1f}"
-    return f"{values.mean():.1f} ± {values.std(ddof=1):.1f}"
+    """A cell: mean ± std in points, one decimal; one seed: its value alone."""
+    return mean_std(values, 1, 100, single_std=False)
 
 
 def fmt_p(p: Optional[float]) -> str:
@@ -337,25 +333,20 @@ def main(argv=None) -> int:
         # the reference budget or the --patience given
         full = protocol_grid(protocol, None, None, None, None, args.patience)
         full.axes["dataset"] = grid.axes["dataset"]
-        wanted = {run_id(c) for c in configs_of(full)}
         frame = load_results(out) if (out / "results.jsonl").is_file() else pd.DataFrame()
         if not frame.empty:
-            frame = frame[(frame["status"] == "ok") & frame["run_id"].isin(wanted)].copy()
+            frame = current_runs(frame, configs_of(full)).copy()
         frames[protocol] = frame
         if args.patience:  # runs at the reference budget, when some exist, are listed beside the table
             ref_grid = protocol_grid(protocol, None, None, None, None, None)
             ref_grid.axes["dataset"] = grid.axes["dataset"]
-            ref_ids = {run_id(c) for c in configs_of(ref_grid)}
             everything = load_results(out) if (out / "results.jsonl").is_file() else pd.DataFrame()
             if not everything.empty:
-                reference_runs[protocol] = everything[(everything["status"] == "ok") & everything["run_id"].isin(ref_ids)]
+                reference_runs[protocol] = current_runs(everything, configs_of(ref_grid))
         remedy_order[protocol] = list(full.axes["remedy"])
         budgets[protocol] = set(frame["patience"].astype(int)) if "patience" in frame and not frame.empty else set()
     text = render(frames, remedy_order, skipped, walls, budgets, reference_runs)
     if not args.no_doc:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from bench_docs import replace_section
-
         replace_section(Path(args.doc), SECTION, text)
     print(text)
     return exit_code

@@ -11,7 +11,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 def test_bench_simple_hgn_prints_epochs_against_gat():
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_simple_hgn.py"), "--dataset", "synthetic",
                            "--dataset-option", "num_movies=60", "--reps", "1"],
-                          capture_output=True, text=True, timeout=240, env={"OMP_NUM_THREADS": "1", "PATH": ""})
+                          capture_output=True, text=True, timeout=240,
+                          # the repo root stands in for the installed package the script imports
+                          env={"OMP_NUM_THREADS": "1", "PATH": "", "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr[-2000:]
     rows = [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| ") and "---" not in line]
     names = [r[0].strip() for r in rows[1:]]

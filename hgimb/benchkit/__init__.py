@@ -9,7 +9,9 @@ Library use::
     print(markdown_table(board))
 
 ``run_grid`` (and ``plan``) live in :mod:`hgimb.benchkit.runner`, which imports torch; the grid
-and report modules do not.
+and report modules do not. :mod:`hgimb.benchkit.docs` holds what the scripts under ``scripts/``
+share to write their tables into README.md / BENCHMARKS.md (``mean_std``, ``table``,
+``replace_section``, ``machine``, ...).
 """
 from .grid import Grid, expand, grid_from_mapping, load_grid, parse_seeds, run_id, run_name  # noqa: F401
 from .report import leaderboard, load_results, markdown_table, rank_summary, write_report  # noqa: F401

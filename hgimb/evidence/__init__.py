@@ -19,7 +19,7 @@ import argparse
 import json
 import re
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 from ..errors import HgimbError
 
@@ -84,20 +84,29 @@ def _entry(dataset: str, model: str, kind: str, counts: List[int], ratio_setting
     return entry
 
 
-def remedies_tables(text: str) -> List[Dict[str, Any]]:
-    """Section 1: ``**dataset, MODEL, imbalance ratio R** (train class counts [...])`` tables."""
-    block = _block(text, "remedies")
+def _titled_tables(text: str, name: str, title: str) -> Iterator[tuple]:
+    """Per line of the ``name`` block that matches ``title`` (a bold table title with ``train
+    class counts [...]``) and the table under it: (title match, title line, class counts,
+    header cells, rows, the block's command)."""
+    block = _block(text, name)
     if block is None:
-        return []
+        return
     command = _command(block)
     lines = block.splitlines()
-    out = []
     for i, line in enumerate(lines):
-        match = re.match(r"\*\*(\w[\w-]*), (\w+), imbalance ratio " + _NUMBER + r"\*\*", line.strip())
+        match = re.match(title, line.strip())
         if not match:
             continue
         counts = [int(c) for c in _COUNTS.search(line).group(1).split(",")]
         header, rows, _ = _rows(lines, i + 1)
+        yield match, line, counts, header, rows, command
+
+
+def remedies_tables(text: str) -> List[Dict[str, Any]]:
+    """Section 1: ``**dataset, MODEL, imbalance ratio R** (train class counts [...])`` tables."""
+    out = []
+    title = r"\*\*(\w[\w-]*), (\w+), imbalance ratio " + _NUMBER + r"\*\*"
+    for match, _, counts, header, rows, command in _titled_tables(text, "remedies", title):
         col, n_col = header.index("macro-F1"), header.index("n")
         scores = {}
         n = 0
@@ -127,20 +136,11 @@ def crystal_tables(text: str) -> List[Dict[str, Any]]:
 
 def cora_tables(text: str) -> List[Dict[str, Any]]:
     """Section 3: Cora tables, one entry per model column (cells: balanced acc. / macro-F1)."""
-    block = _block(text, "lt")
-    if block is None:
-        return []
-    command = _command(block)
-    lines = block.splitlines()
     out = []
-    for i, line in enumerate(lines):
-        match = re.match(r"\*\*(Step imbalance|Long-tailed),? ρ = (\d+)", line.strip())
-        if not match:
-            continue
-        counts = [int(c) for c in _COUNTS.search(line).group(1).split(",")]
+    title = r"\*\*(Step imbalance|Long-tailed),? ρ = (\d+)"
+    for match, line, counts, header, rows, command in _titled_tables(text, "lt", title):
         setting = ("step " if match.group(1).startswith("Step") else "long-tail ") + match.group(2)
         n_match = re.search(r"over (\d+) seeds", line)
-        header, rows, _ = _rows(lines, i + 1)
         for col, model in enumerate(header):
             if col == 0 or model.lower().startswith("published"):
                 continue

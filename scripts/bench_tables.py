@@ -1,67 +1,32 @@
 """Run a benchmark grid and write its table into README.md / BENCHMARKS.md.
 
-    python scripts/bench_docs.py foundation   # configs/bench/foundation.yaml   -> README.md
-    python scripts/bench_docs.py remedies     # configs/bench/remedies.yaml     -> BENCHMARKS.md
-    python scripts/bench_docs.py crystal      # configs/bench/crystal-tc600.yaml -> BENCHMARKS.md
-    python scripts/bench_docs.py crystal --report-only   # rewrite the table from the results store
+    python scripts/bench_tables.py foundation   # configs/bench/foundation.yaml   -> README.md
+    python scripts/bench_tables.py remedies     # configs/bench/remedies.yaml     -> BENCHMARKS.md
+    python scripts/bench_tables.py crystal      # configs/bench/crystal-tc600.yaml -> BENCHMARKS.md
+    python scripts/bench_tables.py crystal --report-only   # rewrite the table from the results store
 
 Runs go through the same resumable runner as ``python -m hgimb.bench`` (finished runs are
 skipped), so an interrupted benchmark continues where it stopped. Tables replace the text
-between ``<!-- table:NAME -->`` and ``<!-- /table:NAME -->`` markers.
+between ``<!-- table:NAME -->`` and ``<!-- /table:NAME -->`` markers
+(:func:`hgimb.benchkit.docs.replace_section`).
 """
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import re
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
+from hgimb.benchkit import expand, load_grid, load_results, run_grid
+from hgimb.benchkit.docs import current_runs, machine, mean_std, pr_auc_column, replace_section, table
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from hgimb.benchkit import expand, load_grid, load_results, run_grid, run_id  # noqa: E402
-
 SECTIONS = {
     "foundation": ("configs/bench/foundation.yaml", "README.md"),
     "remedies": ("configs/bench/remedies.yaml", "BENCHMARKS.md"),
     "crystal": ("configs/bench/crystal-tc600.yaml", "BENCHMARKS.md"),
 }
-
-
-def mean_std(values: pd.Series, digits: int = 3, scale: float = 1.0) -> str:
-    values = values.dropna().astype(float) * scale
-    if values.empty:
-        return "-"
-    std = values.std(ddof=1) if len(values) > 1 else 0.0
-    return f"{values.mean():.{digits}f} ± {std:.{digits}f}"
-
-
-def machine() -> str:
-    import torch
-
-    return (f"{os.cpu_count()} CPU cores ({platform.machine()}), torch {torch.__version__}, "
-            f"Python {platform.python_version()}")
-
-
-def pr_auc_column(frame: pd.DataFrame) -> pd.Series:
-    binary = frame["num_classes"] == 2
-    return frame["test_pr_auc"].where(binary, frame["test_pr_auc_macro"]) if "test_pr_auc" in frame else frame["test_pr_auc_macro"]
-
-
-def table(frame: pd.DataFrame, keys, columns) -> str:
-    """Markdown: one row per group of ``keys``; ``columns`` = [(title, function(rows) -> str)]."""
-    lines = ["| " + " | ".join([k[0] for k in keys] + [c[0] for c in columns]) + " |",
-             "|" + "---|" * (len(keys) + len(columns))]
-    for group, rows in frame.groupby([k[1] for k in keys], sort=False):
-        group = group if isinstance(group, tuple) else (group,)
-        cells = [str(g) for g in group] + [fn(rows) for _, fn in columns]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def foundation(frame: pd.DataFrame) -> str:
@@ -119,20 +84,6 @@ def crystal(frame: pd.DataFrame) -> str:
 RENDER = {"foundation": foundation, "remedies": remedies, "crystal": crystal}
 
 
-def replace_section(doc: Path, name: str, text: str, heading: str = "") -> None:
-    """Put ``text`` between the ``name`` markers of ``doc``; the first time (no markers yet) the
-    markers are appended at the end, after ``heading`` when one is given."""
-    content = doc.read_text() if doc.exists() else f"# Benchmarks\n"
-    start, end = f"<!-- table:{name} -->", f"<!-- /table:{name} -->"
-    block = f"{start}\n{text}\n{end}"
-    if start in content:
-        content = re.sub(re.escape(start) + r".*?" + re.escape(end), lambda _: block, content, flags=re.S)
-    else:
-        intro = f"{heading.strip()}\n\n" if heading.strip() else ""
-        content = content.rstrip("\n") + f"\n\n{intro}{block}\n"
-    doc.write_text(content)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("section", choices=sorted(SECTIONS))
@@ -151,11 +102,8 @@ def main() -> int:
             wanted = set(parse_seeds(args.seeds))
             configs = [c for c in configs if c.seed in wanted]
         run_grid(configs, out, workers=args.workers, quiet=True)
-    frame = load_results(out)
-    # only runs of the grid as it is now: editing the grid file makes new runs, and rows of the
-    # old settings left in the store must not mix into the table
-    current = {run_id(c) for c in expand(grid)}
-    frame = frame[(frame["status"] == "ok") & frame["run_id"].isin(current)]
+    # only runs of the grid as it is now: editing the grid file makes new runs
+    frame = current_runs(load_results(out), expand(grid))
     text = RENDER[args.section](frame)
     seeds = sorted(frame["seed"].unique().tolist())
     planned = len(expand(grid))
@@ -163,7 +111,7 @@ def main() -> int:
         text += (f"\n\n**Incomplete:** {len(frame)} of the grid's {planned} runs are in the store; "
                  f"rerun the command to finish the rest (finished runs are skipped). The n column "
                  f"gives the seeds behind each mean.")
-    text += (f"\n\n_Measured with `python scripts/bench_docs.py {args.section}` (grid `{grid_path}`), "
+    text += (f"\n\n_Measured with `python scripts/bench_tables.py {args.section}` (grid `{grid_path}`), "
              f"seeds {seeds}, on {machine()}; mean ± sample std over seeds; "
              f"{len(frame)} runs. Seconds per epoch include one validation pass; these runs shared the "
              f"two cores with other jobs (one torch thread each), so they overstate the cost of an epoch "
