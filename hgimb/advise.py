@@ -131,7 +131,7 @@ def shortlist(task, candidates: Optional[Sequence[str]] = None, metric: Optional
         pool = [c for c in SHORTLIST if c.when == "any" or c.when == ("binary" if binary else "multiclass")]
     train = task.split["train"]
     ctx = RemedyContext(num_classes=task.num_classes, train_index=train, train_labels=task.y[train], kind=task.kind,
-                        class_names=list(task.class_names), extras={"task": task, "device": torch.device("cpu")})
+                        class_names=list(task.class_names), task=task, device=torch.device("cpu"))
     kept: List[Candidate] = []
     skipped: Dict[str, str] = {}
     trained: Dict[str, str] = {}

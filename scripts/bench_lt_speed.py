@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def epoch_ms(cfg: RunConfig, epochs: int, warmup: int = 10) -> float:
     task = load_task(cfg)
-    trainer = Trainer(task, cfg)
+    trainer = Trainer.from_config(cfg, task)
     val = task.split["val"]
     times = []
     for epoch in range(warmup + epochs):

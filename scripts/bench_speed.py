@@ -195,7 +195,7 @@ class HgimbEpoch:
     """hgimb's trainer, one epoch as ``Trainer.fit`` runs it."""
 
     def __init__(self, task, cfg: RunConfig):
-        self.trainer = Trainer(task, cfg)
+        self.trainer = Trainer.from_config(cfg, task)
         self.val_items = task.split["val"]
 
     def __call__(self, epoch: int) -> None:

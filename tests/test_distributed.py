@@ -133,18 +133,18 @@ def rank_main(out_dir: str) -> None:
     world = distributed.init(torch.device("cpu"))  # the group the CLI joined
     assert world.size == 2
     for name, (cfg, _) in GRAPH_RUNS.items():
-        outcome = Trainer(toy_graph_task(), cfg).fit()
+        outcome = Trainer.from_config(cfg, toy_graph_task()).fit()
         results[name] = {"state": outcome.model.state_dict(), "history": outcome.history,
                          "logits": outcome.logits, "world_size": outcome.world_size}
     if "neighbor-sampling" in BATCHING:  # node mini-batches: seeds sharded like any other items
         cfg = RunConfig(dataset="synthetic", dataset_options={"num_movies": 300}, model="rgcn", remedy="smote",
                         epochs=3, hidden=8, batch_size=32, patience=10, quiet=True)
-        outcome = Trainer(load_task(cfg), cfg).fit()
+        outcome = Trainer.from_config(cfg, load_task(cfg)).fit()
         results["sampled"] = {"state": outcome.model.state_dict(), "history": outcome.history,
                               "logits": outcome.logits, "world_size": outcome.world_size}
         # featureless tables with row-sparse gradients (--sparse-embeddings on): rows all-gathered
         cfg = cfg.replace(remedy="none", sparse_embeddings="on")
-        outcome = Trainer(load_task(cfg), cfg).fit()
+        outcome = Trainer.from_config(cfg, load_task(cfg)).fit()
         results["sampled_sparse"] = {"state": outcome.model.state_dict(), "logits": outcome.logits}
     # a sparse gradient summed over ranks as rows equals the dense all-reduce
     rank = world.rank
@@ -264,7 +264,7 @@ def test_sparse_embedding_gradients_are_summed_as_rows_and_ranks_stay_identical(
 def test_graph_batches_equal_single_process_batches_of_twice_the_size(torchrun):
     rank0, _ = torchrun[2]
     for name, (cfg, single_batch) in GRAPH_RUNS.items():
-        single = Trainer(toy_graph_task(), cfg.replace(batch_size=single_batch or cfg.batch_size)).fit()
+        single = Trainer.from_config(cfg.replace(batch_size=single_batch or cfg.batch_size), toy_graph_task()).fit()
         assert [h["train_items"] for h in rank0[name]["history"]] == [h["train_items"] for h in single.history]
         if single_batch is None:  # BatchNorm statistics per rank and dropout: not the same computation
             continue

@@ -11,7 +11,7 @@ from torch_geometric.utils import add_self_loops, to_undirected
 
 from hgimb.data.task import Task
 from hgimb.errors import HgimbError
-from hgimb.imbalance import RemedyContext, build_remedy, cross_entropy
+from hgimb.imbalance import BatchContext, RemedyContext, build_remedy, cross_entropy
 from hgimb.imbalance.graph_remedies import NeighbourMean, class_temperature, graphens_pairs, tam_margins
 from hgimb.imbalance.losses import prior_adjusted_ce
 
@@ -35,7 +35,7 @@ def node_task(edge_index, y, train, num_classes, features=8, seed=0):
 def ctx_for(task, kind="node"):
     train = task.split["train"]
     return RemedyContext(num_classes=task.num_classes, train_index=train, train_labels=task.y[train], kind=kind,
-                         class_names=list(task.class_names), extras={"task": task, "device": torch.device("cpu")})
+                         class_names=list(task.class_names), task=task, device=torch.device("cpu"))
 
 
 def cliques(sizes):
@@ -172,7 +172,7 @@ def test_tam_with_zero_weights_is_its_base_loss(base):
         remedy.setup(ctx)
         remedy.init_model(FixedModel(logits_all))
         idx = train[torch.randperm(train.numel(), generator=rng)]
-        remedy.batch(idx, 0)
+        remedy.batch(BatchContext(idx, 0))
         logits = torch.randn(idx.numel(), 3, requires_grad=True)
         target = y[idx]
         expected = (cross_entropy(logits, target) if base == "ce"
@@ -191,10 +191,10 @@ def test_tam_warmup_and_extra_rows():
     rng = torch.Generator().manual_seed(0)
     tam = remedy.parts[0]
     idx = torch.randperm(12, generator=rng)
-    remedy.batch(idx, 1)
+    remedy.batch(BatchContext(idx, 1))
     assert tam.margins is None  # still warming up
     idx = torch.tensor([3, 3, 0, 11, 5, 3])  # a sampler's batch: repeats, any order
-    remedy.batch(idx, 2)
+    remedy.batch(BatchContext(idx, 2))
     logits = torch.randn(idx.numel() + 5, 3, generator=torch.Generator().manual_seed(1))  # + 5 synthetic rows
     adjusted = tam.adjusted(logits)
     assert torch.equal(adjusted[-5:], logits[-5:])
@@ -203,7 +203,7 @@ def test_tam_warmup_and_extra_rows():
     with pytest.raises(HgimbError, match="6 items"):
         tam.adjusted(logits[:3])
     with pytest.raises(HgimbError, match="item 20, which is not a training node"):
-        remedy.batch(torch.tensor([1, 20]), 2)
+        remedy.batch(BatchContext(torch.tensor([1, 20]), 2))
 
 
 def test_two_hop_neighbourhood_through_another_type():

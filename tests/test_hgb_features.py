@@ -43,7 +43,7 @@ def test_featureless_types_train_with_embeddings(tmp_path):
 
     path = write_hgb(tmp_path, node_dat=NODES_ALL_FEATURES)
     task = make_split(load_hgb_task(path, "tiny", node_features="none"), val_fraction=0.5, seed=0)
-    trainer = Trainer(task, RunConfig(dataset="tiny", model="rgcn", epochs=2, hidden=8))
+    trainer = Trainer.from_config(RunConfig(dataset="tiny", model="rgcn", epochs=2, hidden=8), task)
     assert set(trainer.model.input.embed.keys()) == {"movie", "actor"}
     assert set(trainer.model.input.proj.keys()) == set()
     trainer.fit()

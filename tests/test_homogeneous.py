@@ -147,7 +147,7 @@ def test_trainer_uses_decay_scope_scheduler_and_acc_f1():
     task = sparse_task()
     cfg = RunConfig(dataset="tiny", model="gcn", hidden=8, epochs=3, patience=10, scheduler="plateau",
                     monitor="acc_f1", model_options={"style": "reference"})
-    trainer = Trainer(task, cfg)
+    trainer = Trainer.from_config(cfg, task)
     decay, exempt = trainer.optimizer.param_groups
     assert decay["weight_decay"] == cfg.weight_decay and exempt["weight_decay"] == 0.0
     assert {id(p) for p in exempt["params"]} == {id(p) for p in trainer.model.no_weight_decay()}
@@ -155,5 +155,5 @@ def test_trainer_uses_decay_scope_scheduler_and_acc_f1():
     outcome = trainer.fit()
     row = outcome.history[0]
     assert row["val_acc_f1"] == pytest.approx((row["val_accuracy"] + row["val_macro_f1"]) / 2)
-    plain = Trainer(task, RunConfig(dataset="tiny", model="gcn", hidden=8, epochs=1))
+    plain = Trainer.from_config(RunConfig(dataset="tiny", model="gcn", hidden=8, epochs=1), task)
     assert len(plain.optimizer.param_groups) == 1 and plain.scheduler is None

@@ -90,14 +90,14 @@ def test_auto_goes_sparse_for_big_tables_in_minibatch_runs_only(monkeypatch):
 def test_trainer_trains_sampled_runs_with_sparse_tables(model):
     base = RunConfig(dataset="synthetic", dataset_options={"num_movies": 200}, model=model, epochs=3, hidden=8,
                      batch_size=32, lr=0.01, patience=10, quiet=True)
-    trainer = Trainer(load_task(base), base.replace(sparse_embeddings="on"))
+    trainer = Trainer.from_config(base.replace(sparse_embeddings="on"), load_task(base))
     assert isinstance(trainer.optimizer, optim.LazyAdam)
     tables = [emb.weight for m in optim.embedding_inputs(trainer.model) for emb in m.embed.values()]
     before = [t.detach().clone() for t in tables]
     trainer.train_epoch(0)
     assert all(t.grad is None or t.grad.is_sparse for t in tables)
     assert any(not torch.equal(t, b) for t, b in zip(tables, before))
-    dense = Trainer(load_task(base), base.replace(sparse_embeddings="off"))
+    dense = Trainer.from_config(base.replace(sparse_embeddings="off"), load_task(base))
     assert isinstance(dense.optimizer, torch.optim.Adam)
     with pytest.raises(HgimbError, match="--optimizer sgd has no sparse form"):
-        Trainer(load_task(base), base.replace(sparse_embeddings="on", optimizer="sgd"))
+        Trainer.from_config(base.replace(sparse_embeddings="on", optimizer="sgd"), load_task(base))

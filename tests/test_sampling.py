@@ -16,10 +16,11 @@ from hgimb.data.synthetic import generate
 from hgimb.data.task import Task
 from hgimb.engine.batching import BATCHING, NeighborSampling, batching_for
 from hgimb.engine.sampling import (HeteroNeighborSampler, choose_without_replacement, fanout_for, make_sampler,
-                                   message_passing_hops, parse_fanout, pyg_sampling_available)
+                                   parse_fanout, pyg_sampling_available)
 from hgimb.engine.trainer import Trainer
 from hgimb.errors import HgimbError
 from hgimb.models import ModelConfig, build_model
+from hgimb.models.base import declared_hops
 
 WALK = dict(walk_length=6, context_size=3, walks_per_node=1, num_negative=2, epochs=1, batch_walks=64, seed=0)
 
@@ -160,8 +161,8 @@ def test_parse_fanout_and_hops():
     task = generate(num_movies=60)
     rgcn = build_model("rgcn", task, ModelConfig(hidden=8, layers=2))
     hgn = build_model("simple-hgn", task, ModelConfig(hidden=8, heads=2, layers=2))
-    assert message_passing_hops(rgcn) == 2 and message_passing_hops(hgn) == 3
-    assert message_passing_hops(build_model("mlp", task, ModelConfig(hidden=8))) == 0
+    assert declared_hops(rgcn) == 2 and declared_hops(hgn) == 3
+    assert declared_hops(build_model("mlp", task, ModelConfig(hidden=8))) == 0
     assert fanout_for(hgn, [5]) == [5, 5, 5] and fanout_for(rgcn, [4, 3]) == [4, 3]
     with pytest.raises(HgimbError, match="passes messages over 3 hop"):
         fanout_for(hgn, [10, 10], "10,10")
@@ -331,7 +332,7 @@ def test_encode_keeps_chunk_order_and_repeats_with_sampling():
 def test_minibatch_training_runs_with_remedies(remedy):
     task = generate(num_movies=400)
     cfg = mb_config(remedy=remedy, fanout="5,5", batch_size=48, epochs=4, lr=0.01, dropout=0.2)
-    trainer = Trainer(task, cfg)
+    trainer = Trainer.from_config(cfg, task)
     assert isinstance(trainer.batching, NeighborSampling)
     outcome = trainer.fit()
     assert outcome.epochs_run == 4
@@ -345,8 +346,8 @@ def test_minibatch_training_runs_with_remedies(remedy):
 def test_minibatch_training_learns_like_full_batch():
     task = generate(num_movies=600)
     cfg = dict(epochs=25, patience=25, lr=0.01, dropout=0.2, hidden=32, remedy="weighted")
-    mini = Trainer(task, mb_config(batch_size=64, fanout="10,10", **cfg)).fit()
-    full = Trainer(task, mb_config(batch_size=None, **cfg)).fit()
+    mini = Trainer.from_config(mb_config(batch_size=64, fanout="10,10", **cfg), task).fit()
+    full = Trainer.from_config(mb_config(batch_size=None, **cfg), task).fit()
     test = task.split["test"]
     def accuracy(outcome):
         rows = torch.isin(outcome.items, test)
@@ -358,8 +359,8 @@ def test_minibatch_training_learns_like_full_batch():
 
 def test_minibatch_run_is_reproducible():
     task = generate(num_movies=200)
-    one = Trainer(task, mb_config(fanout="3,3", epochs=2, dropout=0.3)).fit()
-    two = Trainer(task, mb_config(fanout="3,3", epochs=2, dropout=0.3)).fit()
+    one = Trainer.from_config(mb_config(fanout="3,3", epochs=2, dropout=0.3), task).fit()
+    two = Trainer.from_config(mb_config(fanout="3,3", epochs=2, dropout=0.3), task).fit()
     assert torch.equal(one.logits, two.logits)
 
 

@@ -3,7 +3,9 @@
 A batching strategy turns an epoch's item indices into steps (``chunks``), gives the
 embeddings of a chunk's items in order (``encode``), and computes logits for any items in
 eval mode (``logits``). The trainer is the same for every strategy; mini-batch neighbour
-sampling (``--batch-size`` on node tasks) is the ``neighbor-sampling`` strategy.
+sampling (``--batch-size`` on node tasks) is the ``neighbor-sampling`` strategy. A strategy
+knows models only through the model contract (:mod:`hgimb.models.base`): ``encode``, ``forward``
+and, for neighbour sampling, ``supports_neighbor_sampling`` / ``num_hops``.
 """
 from __future__ import annotations
 
@@ -101,12 +103,10 @@ class NeighborSampling:
         self._hops: dict = {}
 
     def _model_fanout(self, model, full: bool):
-        from ..errors import HgimbError
+        from ..models.base import check_neighbor_sampling
         from .sampling import fanout_for
 
-        reason = getattr(model, "neighbor_sampling_unsupported", None)
-        if reason:
-            raise HgimbError(reason)
+        check_neighbor_sampling(model)  # the model's declaration (hgimb.models.base)
         key = id(model)
         if key not in self._hops:
             self._hops[key] = fanout_for(model, self.fanout, self.fanout_text)
@@ -138,7 +138,7 @@ class NeighborSampling:
             out = model(self._subgraph(distinct, fanout, None))
             parts.append(out[inverse.to(out.device)])
         if not parts:
-            return torch.empty(0, model.head.out_features, device=self.device)
+            return torch.empty(0, self.task.num_classes, device=self.device)
         return torch.cat(parts)
 
 

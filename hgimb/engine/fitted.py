@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from ..errors import HgimbError
 from ..metrics import quick_score
-from .trainer import TrainOutcome, seeded_remedy
+from .trainer import TrainOutcome, seeded_context
 
 PROBABILITY_FLOOR = 1e-7  # log(0) guard for logits = log p
 
@@ -58,9 +58,13 @@ def effective_class_weights(remedy, num_classes: int) -> Optional[np.ndarray]:
 
 
 class FitTrainer:
-    def __init__(self, task, cfg, model):
+    def __init__(self, task, model, remedy, cfg):
+        """``remedy``: as for :class:`~hgimb.engine.trainer.Trainer` (objects, or None)."""
+        from ..imbalance import compose
+
         self.task, self.cfg, self.model = task, cfg, model
-        self.rng, self.remedy, self.ctx = seeded_remedy(task, cfg, 1, torch.device("cpu"))
+        self.rng, self.ctx = seeded_context(task, cfg, 1, torch.device("cpu"))
+        self.remedy = compose(remedy)
         self.remedy.setup(self.ctx)
         self.remedy.init_model(self.model)
 

@@ -138,16 +138,14 @@ def _progress(cfg: RunConfig):
 def train_task(task: Task, cfg: RunConfig) -> RunResult:
     """Build the model, then train it the way it declares: ``fit``/``predict_proba`` (fitted
     models, :mod:`hgimb.engine.fitted`) or gradient steps (:class:`Trainer`)."""
-    from ..models import build_model
     from .fitted import FitTrainer, fits_directly
-    from .trainer import model_config
+    from .trainer import build_from_config
 
-    torch.manual_seed(cfg.seed)  # as Trainer seeds before it builds: the same initial weights
-    model = build_model(cfg.model, task, model_config(cfg))
+    model, remedy = build_from_config(cfg, task)
     if fits_directly(model):
-        outcome = FitTrainer(task, cfg, model).fit()
+        outcome = FitTrainer(task, model, remedy, cfg).fit()
     else:
-        outcome = Trainer(task, cfg, progress=_progress(cfg), model=model).fit()
+        outcome = Trainer(task, model, remedy, cfg, progress=_progress(cfg)).fit()
     return RunResult(cfg, task, outcome, metrics_dict(task, cfg, outcome), None)
 
 

@@ -68,24 +68,13 @@ def parse_fanout(text) -> List[int]:
     return values
 
 
-def message_passing_hops(model) -> int:
-    """How many hops of neighbours a model's output depends on: ``model.num_hops`` if it says,
-    else its number of message-passing layers (``convs``, plus Simple-HGN's ``out_conv``); 0 for
-    models without any (mlp, metapath2vec), which then get no neighbours at all."""
-    hops = getattr(model, "num_hops", None)
-    if hops is not None:
-        return int(hops)
-    convs = getattr(model, "convs", None)
-    hops = len(convs) if convs is not None else 0
-    if getattr(model, "out_conv", None) is not None:
-        hops += 1
-    return hops
-
-
 def fanout_for(model, fanout: Sequence[int], text: Optional[str] = None) -> List[int]:
-    """The fanout per hop for ``model``: one number is used for every hop; otherwise there must be
-    exactly one per hop of the model (a shorter list would cut its receptive field silently)."""
-    hops = message_passing_hops(model)
+    """The fanout per hop for ``model`` (its declared ``num_hops``: :mod:`hgimb.models.base`): one
+    number is used for every hop; otherwise there must be exactly one per hop of the model (a
+    shorter list would cut its receptive field silently). A model with 0 hops gets no neighbours."""
+    from ..models.base import declared_hops
+
+    hops = declared_hops(model)
     fanout = list(fanout)
     if hops == 0:
         return []

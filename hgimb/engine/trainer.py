@@ -1,5 +1,9 @@
 """The trainer: one loop for node and graph tasks, every remedy hook in its place.
 
+``Trainer(task, model, remedy, cfg)`` trains any model that follows the model contract
+(:mod:`hgimb.models.base`: ``encode`` + ``head``) with any remedy objects (:mod:`hgimb.imbalance.base`);
+``Trainer.from_config(cfg, task)`` builds both from the registries by name, as the CLI does.
+
 Per epoch: the remedy picks the items (``train_index``) or all training items are shuffled;
 each step encodes a chunk, lets the remedy ``synthesize`` in embedding space, applies the head
 and the remedy's ``loss``. Then a validation pass; the best epoch by ``cfg.monitor`` is kept
@@ -14,7 +18,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -23,9 +27,10 @@ import torch.nn.functional as F
 from ..config import RunConfig
 from ..data.task import Task
 from ..errors import HgimbError
-from ..imbalance import ComposedRemedy, RemedyContext, build_remedy
+from ..imbalance import BatchContext, ComposedRemedy, Remedy, RemedyContext, build_remedy, compose
 from ..metrics import MONITOR_METRICS, RANKING_MONITORS, quick_score, ranking_score
 from ..models import ModelConfig, build_model
+from ..models.base import check_trainable
 from . import distributed, optim
 from .batching import BATCHING, batching_for
 
@@ -92,25 +97,35 @@ def make_scheduler(cfg: RunConfig, optimizer):
     return None
 
 
-def seeded_remedy(task: Task, cfg: RunConfig, epochs: int, device: torch.device):
-    """Seed torch, then build the run's generator, composed remedy and remedy context (every
-    trainer starts the same way, so a remedy sees the same context whoever trains)."""
+def build_from_config(cfg: RunConfig, task: Task) -> Tuple[torch.nn.Module, ComposedRemedy]:
+    """``cfg.model`` and ``cfg.remedy`` built from their registries; torch is seeded with
+    ``cfg.seed`` just before the model is built, so its initial weights follow the seed."""
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, task, model_config(cfg))
+    return model, build_remedy(cfg.remedy, cfg.remedy_params)
+
+
+def seeded_context(task: Task, cfg: RunConfig, epochs: int, device: torch.device
+                   ) -> Tuple[torch.Generator, RemedyContext]:
+    """Seed torch, then make the run's generator and remedy context (every trainer starts the
+    same way, so a remedy sees the same context whoever trains)."""
     torch.manual_seed(cfg.seed)
     rng = torch.Generator().manual_seed(cfg.seed)
-    remedy = build_remedy(cfg.remedy, cfg.remedy_params)
-    train_index = task.split["train"]
-    ctx = RemedyContext(
-        num_classes=task.num_classes, train_index=train_index, train_labels=task.y[train_index],
-        kind=task.kind, epochs=epochs, seed=cfg.seed, class_names=list(task.class_names),
-        extras={"task": task, "device": device},
-    )
-    return rng, remedy, ctx
+    return rng, RemedyContext.for_task(task, epochs=epochs, seed=cfg.seed, device=device)
+
+
+RemedyLike = Union[None, Remedy, ComposedRemedy, Sequence[Remedy]]
 
 
 class Trainer:
-    def __init__(self, task: Task, cfg: RunConfig, progress=None, model: Optional[torch.nn.Module] = None):
-        """``model``: an already built model (the engine builds it to pick the trainer: see
-        ``hgimb.engine.fitted``); None builds ``cfg.model`` here."""
+    def __init__(self, task: Task, model: torch.nn.Module, remedy: RemedyLike, cfg: RunConfig, progress=None):
+        """``model``: any ``nn.Module`` with the model contract (``encode`` and ``head``;
+        declarations such as ``num_hops`` where a feature needs them: :mod:`hgimb.models.base`).
+        ``remedy``: a :class:`~hgimb.imbalance.Remedy`, a list of them, a composed remedy, or None
+        (plain cross-entropy). ``cfg`` gives the training settings (its ``model``/``remedy``
+        names are not read here). Torch is seeded with ``cfg.seed`` before training starts."""
+        check_trainable(model)
+        remedy = compose(remedy)
         if cfg.monitor not in MONITOR_METRICS:
             raise HgimbError(f"--monitor '{cfg.monitor}' is not one of {', '.join(MONITOR_METRICS)}")
         if cfg.monitor in RANKING_MONITORS and not task.is_binary:
@@ -120,9 +135,10 @@ class Trainer:
         self.world = distributed.current()
         self.device = distributed.local_device(resolve_device(cfg.device), self.world)
         self.progress = progress
-        self.rng, self.remedy, self.ctx = seeded_remedy(task, cfg, cfg.epochs, self.device)
+        self.rng, self.ctx = seeded_context(task, cfg, cfg.epochs, self.device)
+        self.remedy = remedy
         self.remedy.setup(self.ctx)
-        self.model = (model if model is not None else build_model(cfg.model, task, model_config(cfg))).to(self.device)
+        self.model = model.to(self.device)
         self.remedy.init_model(self.model)
         if self.world.active:  # every rank seeded alike already; rank 0's values make it certain
             distributed.broadcast_module(self.model)
@@ -135,6 +151,12 @@ class Trainer:
             self.optimizer = make_optimizer(cfg, self.model.parameters(), no_decay)
         self.scheduler = make_scheduler(cfg, self.optimizer)
         self.y = task.y.to(self.device)
+
+    @classmethod
+    def from_config(cls, cfg: RunConfig, task: Task, progress=None) -> "Trainer":
+        """The trainer of ``cfg``: model and remedy built by name from the registries."""
+        model, remedy = build_from_config(cfg, task)
+        return cls(task, model, remedy, cfg, progress=progress)
 
     # ------------------------------------------------------------------ one epoch
     def _epoch_items(self, epoch: int) -> torch.Tensor:
@@ -158,7 +180,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             h = self.batching.encode(self.model, chunk)
             target = self.y[chunk.to(self.device)]
-            self.remedy.batch(chunk, epoch)
+            self.remedy.batch(BatchContext(chunk.to(self.device), epoch))
             synthetic = self.remedy.synthesize(h, target, self.rng)
             if synthetic is not None:
                 h, target = synthetic
@@ -216,7 +238,7 @@ class Trainer:
         h_all, y_all, own = h_all.to(self.device).requires_grad_(), y_all.to(self.device), own.to(self.device)
         h, target = h_all, y_all
         items_all, _ = distributed.gather_rows(chunk.to(self.device), dtype=chunk.dtype, ndim=1)
-        self.remedy.batch(items_all.to(self.device), epoch)
+        self.remedy.batch(BatchContext(items_all.to(self.device), epoch))
         synthetic = self.remedy.synthesize(h, target, self.rng)  # same draws on every rank
         if synthetic is not None:
             h, target = synthetic
@@ -287,8 +309,8 @@ class Trainer:
                 since_best += 1
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{train_loss:.3f}", val=f"{row[f'val_{cfg.monitor}'] if higher_is_better else row['val_loss']:.3f}")
-            # remedies with a schedule (drw) set a minimum run length through ctx.extras
-            if since_best >= cfg.patience and epoch + 1 >= self.ctx.extras.get("min_epochs", 0):
+            # a remedy with a schedule raises the minimum run length (RemedyContext.min_epochs)
+            if since_best >= cfg.patience and epoch + 1 >= self.ctx.min_epochs:
                 break
         train_seconds = time.perf_counter() - start
         if best_state is not None:

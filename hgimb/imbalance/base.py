@@ -1,28 +1,36 @@
 """The Remedy interface and its composition (docs/architecture.md, "Remedy").
 
-A remedy implements any of the hooks below; the trainer calls them through a
-:class:`ComposedRemedy` built from ``--remedy a+b+c``. Hooks that return ``None`` mean "not
-mine". At most one part may own each of ``loss``, ``train_index`` and ``synthesize`` (two
-training losses make no sense together: that is a clear error, not a silent pick);
-``class_weight`` from a weighting remedy is handed to whichever loss is in use; post-hoc
-``adjust``/``apply`` chain in the order written.
+A remedy is a :class:`Remedy` subclass with a ``name``, its declared ``params`` (defaults;
+``--remedy-param name=value`` overrides them) and any of the hooks below; the trainer calls them
+through a :class:`ComposedRemedy` built from ``--remedy a+b+c`` (or from remedy objects given to
+``Trainer``). Hooks that return ``None`` mean "not mine". At most one part may own each of
+``loss``, ``train_index`` and ``synthesize`` (two training losses make no sense together: that
+is a clear error, not a silent pick); ``class_weight`` from a weighting remedy is handed to
+whichever loss is in use; post-hoc ``adjust``/``apply`` chain in the order written.
 
-Class statistics come from the training split only: the trainer builds the
-:class:`RemedyContext` from ``task.split['train']`` and nothing else.
+What a remedy is told is typed: :class:`RemedyContext` once per run (class statistics from the
+training split only, the task, the device), :class:`BatchContext` once per training step (the
+item ids of the step's rows). A remedy talks back through the context's documented fields
+(``class_weight``, ``class_weight_schedule``, ``min_epochs``); the engine never names a remedy.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 
 from ..errors import HgimbError
 
+if TYPE_CHECKING:  # pragma: no cover
+    from ..data.task import Task
+
 
 @dataclass
 class RemedyContext:
+    """What a remedy knows about the run (``check``/``setup``), and what it may set for the rest."""
+
     num_classes: int
     train_index: torch.Tensor  # item indices of the labelled training items
     train_labels: torch.Tensor  # their classes (same order)
@@ -30,10 +38,22 @@ class RemedyContext:
     epochs: int = 200
     seed: int = 0
     class_names: List[str] = field(default_factory=list)
-    class_weight: Optional[torch.Tensor] = None  # set by weighting remedies, used by the loss
+    task: Optional["Task"] = None  # the whole task (graph, splits), for remedies that need the structure (tam)
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # where the model trains
+    # set by remedies:
+    class_weight: Optional[torch.Tensor] = None  # by weighting remedies, used by the loss
     # per-epoch class weights (deferred re-weighting): epoch -> weights or None; overrides class_weight
     class_weight_schedule: Optional[Callable[[int], Optional[torch.Tensor]]] = None
-    extras: Dict[str, Any] = field(default_factory=dict)  # task facts some remedies need (graph, ...)
+    min_epochs: int = 0  # early stopping waits at least this many epochs (a scheduled remedy raises it)
+
+    @classmethod
+    def for_task(cls, task: "Task", epochs: int = 200, seed: int = 0,
+                 device: Optional[torch.device] = None) -> "RemedyContext":
+        """The context of a run on ``task``: class statistics from ``task.split['train']`` only."""
+        train_index = task.split["train"]
+        return cls(num_classes=task.num_classes, train_index=train_index, train_labels=task.y[train_index],
+                   kind=task.kind, epochs=epochs, seed=seed, class_names=list(task.class_names), task=task,
+                   device=torch.device("cpu") if device is None else torch.device(device))
 
     @property
     def train_class_counts(self) -> torch.Tensor:
@@ -53,6 +73,14 @@ class RemedyContext:
         if self.class_weight_schedule is not None:
             return self.class_weight_schedule(epoch)
         return self.class_weight
+
+
+@dataclass(frozen=True)
+class BatchContext:
+    """One training step, as the ``batch`` hook sees it."""
+
+    items: torch.Tensor  # item ids of the step's training rows, in row order (repeats allowed), on the device
+    epoch: int  # counted from 0
 
 
 class Remedy:
@@ -88,10 +116,10 @@ class Remedy:
         """Item indices (repeats allowed) that feed this epoch, or None."""
         return None
 
-    def batch(self, items: torch.Tensor, epoch: int) -> None:
-        """The item ids of this step's training rows, in row order (repeats allowed), before
-        ``synthesize`` and ``loss`` see those rows: remedies that need to know which node a row
-        is (``tam``) read them here instead of owning ``train_index``."""
+    def batch(self, step: BatchContext) -> None:
+        """Called once per training step, before ``synthesize`` and ``loss`` see its rows:
+        ``step.items`` says which item each row is, so a remedy that needs to know (``tam``)
+        reads it here instead of owning ``train_index``."""
 
     def synthesize(self, h: torch.Tensor, y: torch.Tensor, rng: torch.Generator
                    ) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
@@ -168,9 +196,9 @@ class ComposedRemedy:
         owner = self._owner("train_index")
         return owner.train_index(epoch, rng) if owner else None
 
-    def batch(self, items: torch.Tensor, epoch: int) -> None:
+    def batch(self, step: BatchContext) -> None:
         for part in self.parts:  # not exclusive: every part may look at the ids
-            part.batch(items, epoch)
+            part.batch(step)
 
     def synthesize(self, h, y, rng):
         owner = self._owner("synthesize")
@@ -204,3 +232,17 @@ class ComposedRemedy:
     @property
     def has_posthoc(self) -> bool:
         return any(p.owns("adjust") or p.owns("apply") for p in self.parts)
+
+
+def compose(remedy: Union[None, Remedy, ComposedRemedy, Sequence[Remedy]]) -> ComposedRemedy:
+    """Remedy objects as the trainer takes them: a :class:`ComposedRemedy` as it is, one
+    :class:`Remedy` or a list of them composed, None for plain cross-entropy."""
+    if isinstance(remedy, ComposedRemedy):
+        return remedy
+    if remedy is None:
+        return ComposedRemedy([])
+    parts = [remedy] if isinstance(remedy, Remedy) else list(remedy) if isinstance(remedy, (list, tuple)) else None
+    if parts is None or not all(isinstance(p, Remedy) for p in parts):
+        raise HgimbError(f"remedy {remedy!r} is not a Remedy object (nor a list of them); build one from a name with "
+                         "hgimb.imbalance.build_remedy('focal'), or subclass hgimb.imbalance.Remedy")
+    return ComposedRemedy(parts)

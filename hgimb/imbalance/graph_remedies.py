@@ -73,7 +73,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import HgimbError
-from .base import Remedy, RemedyContext, cross_entropy
+from .base import BatchContext, Remedy, RemedyContext, cross_entropy
 from .losses import log_prior, prior_adjusted_ce
 from .registry import register_remedy
 from .samplers import draw_seed
@@ -220,13 +220,13 @@ class TAM(Remedy):
         if ctx.kind != "node":
             raise HgimbError("remedy 'tam' needs a node task (margins come from each node's neighbours); "
                              f"this is a {ctx.kind} task: use balanced-softmax or ldam instead")
-        if "task" not in ctx.extras:
-            raise HgimbError("remedy 'tam' needs the task's graph (RemedyContext.extras['task']); run it through the trainer")
+        if ctx.task is None:
+            raise HgimbError("remedy 'tam' needs the task's graph (RemedyContext.task); run it through the trainer")
 
     def setup(self, ctx: RemedyContext) -> None:
         super().setup(ctx)
-        task = ctx.extras["task"]
-        self.device = torch.device(ctx.extras.get("device", "cpu"))
+        task = ctx.task
+        self.device = ctx.device
         self.data = task.data.to(self.device)  # PyG moves in place: the trainer's copy is this one
         self.aggregate = NeighbourMean(task).to(self.device)
         self.num_items = task.num_items
@@ -257,7 +257,8 @@ class TAM(Remedy):
         acm, adm = tam_margins(neighbour_dist, self.train_labels, self.ctx.num_classes)
         return self.alpha * acm + self.beta * adm
 
-    def batch(self, items: torch.Tensor, epoch: int) -> None:
+    def batch(self, step: BatchContext) -> None:
+        items, epoch = step.items, step.epoch
         if epoch != self.margin_epoch:  # the first step of an epoch: margins from the current model
             active = epoch >= self.warmup and (self.alpha > 0 or self.beta > 0)
             self.margins = self.compute_margins() if active else None

@@ -30,10 +30,13 @@ class PriorBias(Remedy):
     params: dict = {}
 
     def init_model(self, model: nn.Module) -> None:
-        head = getattr(model, "head", None)
-        if not isinstance(head, nn.Linear) or head.bias is None:
-            raise HgimbError(f"remedy 'prior-bias' needs a model whose head is an nn.Linear with a bias; "
-                             f"{type(model).__name__} has {type(head).__name__}")
+        from ..models.base import classifier_head
+
+        head = classifier_head(model)  # the model's declared final linear layer (hgimb.models.base)
+        if head is None or head.bias is None:
+            what = "no linear head" if head is None else "a linear head without a bias"
+            raise HgimbError(f"remedy 'prior-bias' needs a model whose classifier_head() is an nn.Linear with a bias; "
+                             f"{type(model).__name__} has {what}")
         with torch.no_grad():
             head.bias.copy_(log_prior(self.ctx).to(head.bias.device, head.bias.dtype))
 

@@ -1,4 +1,13 @@
-"""Remedy registry: name -> Remedy subclass; ``build_remedy('focal+balanced-sampler')``."""
+"""Remedy registry: name -> Remedy subclass; ``build_remedy('focal+balanced-sampler')``.
+
+A remedy is a :class:`~hgimb.imbalance.base.Remedy` subclass with a unique ``name``, its declared
+``params`` (name -> default; ``--remedy-param k=v`` goes to whichever part of a composition
+declares ``k``) and the hooks it needs (``check``/``setup`` with the typed
+:class:`~hgimb.imbalance.base.RemedyContext`, ``init_model``, ``train_index``, ``batch`` with the
+step's :class:`~hgimb.imbalance.base.BatchContext`, ``synthesize``, ``loss``, ``adjust``/``apply``:
+see :mod:`hgimb.imbalance.base`). ``@register_remedy`` makes it a ``--remedy`` name; the same
+objects can skip the registry: ``Trainer(task, model, remedy, cfg)``.
+"""
 from __future__ import annotations
 
 from typing import Any, Dict, Optional

@@ -144,7 +144,7 @@ class DeferredReweighting(Remedy):
         self.weight = effective_number_weights(ctx.train_class_counts, self.beta)
         ctx.class_weight_schedule = self.weight_at
         # early stopping must not end the run before the re-weighting phase has had its turn
-        ctx.extras["min_epochs"] = max(ctx.extras.get("min_epochs", 0), min(self.switch_epoch + 20, ctx.epochs))
+        ctx.min_epochs = max(ctx.min_epochs, min(self.switch_epoch + 20, ctx.epochs))
 
     def weight_at(self, epoch: int) -> Optional[torch.Tensor]:
         """No weights before ``switch_epoch`` (epochs as the trainer counts them), then the weights."""

@@ -1,24 +1,42 @@
-"""What every model is: an encoder to per-item embeddings plus a linear head.
+"""The model contract: what the engine needs from a model, declared by the model.
 
-Splitting ``forward`` into ``encode`` and ``head`` lets remedies work in embedding space
-(SMOTE / mixup feed synthetic embeddings to the head only) and lets ``prior-bias`` set the
-head's bias.
+A model is an ``nn.Module`` with
 
-Node tasks: ``encode(data)`` takes a ``HeteroData`` (the full graph, or a sampled subgraph
-whose first ``data[t].batch_size`` nodes of each target type are the seeds) and returns the
-embeddings of the target items in Task item order (``[num_items, out_dim]``; seeds only for a
-sampled subgraph). Graph tasks: ``encode(batch)`` takes a PyG ``Batch`` and returns
-``[num_graphs, out_dim]``.
+* ``encode(inputs) -> Tensor [N, d]``: per-item embeddings. Node tasks: ``inputs`` is a
+  ``HeteroData`` (the full graph, or a sampled subgraph whose first ``data[t].batch_size`` nodes
+  of each target type are the seeds) and the rows are the target items in Task item order (the
+  seeds only, for a sampled subgraph). Graph tasks: a PyG ``Batch``, one row per graph;
+* ``head``: a module from embeddings to logits ``[N, num_classes]``; ``forward(inputs)`` is
+  ``head(encode(inputs))``. Keeping the two apart lets remedies work in embedding space (SMOTE /
+  mixup feed synthetic embeddings to the head only).
+
+and, declared where they apply (read through the functions below, with the defaults they state):
+
+* ``supports_neighbor_sampling`` (bool; default False): whether ``encode`` works on a
+  neighbour-sampled subgraph (``--batch-size`` on node tasks); ``no_sampling_reason`` (str) is
+  the one-line error shown otherwise;
+* ``num_hops`` (int): how many hops of neighbours an item's output depends on; the sampler covers
+  exactly that many (0: the item's own row only). Needed with ``supports_neighbor_sampling``;
+* ``classifier_head() -> nn.Linear | None``: the linear layer whose bias holds the per-class
+  offsets (``prior-bias`` sets it); default: ``head`` when it is an ``nn.Linear``, else None;
+* ``no_weight_decay() -> list of parameters`` (optional): parameters exempt from weight decay.
+
+A model without these declarations trains full-batch; a feature that needs one it lacks stops
+with a one-line :class:`~hgimb.errors.HgimbError`. :class:`GraphModel` is the base class of the
+built-in models: it makes ``head`` an ``nn.Linear(out_dim, num_classes)``, supports neighbour
+sampling and leaves ``num_hops`` to the subclass. Models whose learning is one ``fit`` call (no
+gradient steps) follow :mod:`hgimb.engine.fitted` instead.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import HgimbError
 from .sparse.cache import GraphCache
 from .sparse.csr import FixedAdjacency, spmm
 
@@ -39,7 +57,13 @@ class ModelConfig:
 
 
 class GraphModel(nn.Module):
-    """Base class: subclasses set ``self.out_dim`` and implement ``encode``."""
+    """Base class of the built-in models (the contract: the module docstring). Subclasses
+    implement ``encode`` and declare ``num_hops`` (node tasks), or set
+    ``supports_neighbor_sampling = False`` with a ``no_sampling_reason``."""
+
+    supports_neighbor_sampling: bool = True
+    no_sampling_reason: str = ""
+    num_hops: Optional[int] = None  # message-passing hops (node tasks); a subclass sets it
 
     def __init__(self, out_dim: int, num_classes: int):
         super().__init__()
@@ -52,6 +76,9 @@ class GraphModel(nn.Module):
     def forward(self, inputs) -> torch.Tensor:
         return self.head(self.encode(inputs))
 
+    def classifier_head(self) -> Optional[nn.Linear]:
+        return self.head if isinstance(self.head, nn.Linear) else None
+
     def reset_parameters(self) -> None:
         # Top-down: a module with its own reset_parameters resets its whole subtree (so
         # HeteroInput's xavier init is not overwritten by nn.Embedding's N(0, 1) afterwards).
@@ -63,6 +90,45 @@ class GraphModel(nn.Module):
                     reset(child)
 
         reset(self)
+
+
+# ---------------------------------------------------------------------------- reading the contract
+def _name(model) -> str:
+    return type(model).__name__
+
+
+def check_trainable(model) -> None:
+    """Raise unless ``model`` has the ``encode`` / ``head`` split the gradient trainer needs."""
+    missing = [name for name in ("encode", "head") if not callable(getattr(model, name, None))]
+    if missing:
+        raise HgimbError(f"model {_name(model)} has no {' and no '.join(missing)}: the trainer needs encode(inputs) -> "
+                         "embeddings and head(embeddings) -> logits (see hgimb.models.base)")
+
+
+def check_neighbor_sampling(model) -> None:
+    """Raise the model's one-line reason unless it declares it can train on sampled subgraphs."""
+    if not getattr(model, "supports_neighbor_sampling", False):
+        reason = getattr(model, "no_sampling_reason", "")
+        raise HgimbError(reason or f"model {_name(model)} does not declare supports_neighbor_sampling = True "
+                                   "(and num_hops), so it cannot train on neighbour-sampled mini-batches; drop --batch-size")
+
+
+def declared_hops(model) -> int:
+    """The model's ``num_hops``: the hops of neighbours the sampler must cover."""
+    hops = getattr(model, "num_hops", None)
+    if hops is None or int(hops) < 0:
+        raise HgimbError(f"model {_name(model)} supports neighbour sampling but declares no num_hops (message-passing "
+                         "hops, >= 0); set it, or drop --batch-size")
+    return int(hops)
+
+
+def classifier_head(model) -> Optional[nn.Linear]:
+    """The model's final linear layer (its ``classifier_head()``; default: ``head`` if linear)."""
+    declared = getattr(model, "classifier_head", None)
+    if callable(declared):
+        return declared()
+    head = getattr(model, "head", None)
+    return head if isinstance(head, nn.Linear) else None
 
 
 def seed_count(data, node_type: str) -> int:

@@ -96,6 +96,10 @@ class DGLGraphCache:
 class _DGLHeteroModel(GraphModel):
     """Shared frame: HeteroInput -> ``convs`` with per-type linear skips -> target rows."""
 
+    @property
+    def num_hops(self) -> int:  # one hop per HeteroGraphConv
+        return len(self.convs)
+
     def __init__(self, data, target_types: Sequence[str], num_classes: int, width: int, layers: int,
                  dropout: float, input_dropout: float, weighted: bool = False):
         super().__init__(width, num_classes)

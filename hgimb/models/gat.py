@@ -52,6 +52,10 @@ def gat_width(name: str, hidden: int, layers: int, heads: int, aggr: str):
 
 
 class HeteroGAT(GraphModel):
+    @property
+    def num_hops(self) -> int:  # one hop per convolution
+        return len(self.convs)
+
     def __init__(self, data, target_types: Sequence[str], num_classes: int, hidden: int = 64, layers: int = 2,
                  heads: int = 4, dropout: float = 0.5, attn_dropout: float | None = None, input_dropout: float = 0.0,
                  aggr: str = "sum", negative_slope: float = 0.2):

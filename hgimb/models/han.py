@@ -52,9 +52,10 @@ class HAN(GraphModel):
     # Read by the neighbour-sampling trainer (--batch-size): a subgraph sampled hop by hop over the
     # original relations is not a sample of HAN's metapath neighbourhoods (they need
     # layers x metapath-length hops, and semantic attention averages over every node of the graph).
-    neighbor_sampling_unsupported = ("model 'han' cannot train on neighbour-sampled mini-batches (its metapath "
-                                     "graphs need whole-graph neighbourhoods); drop --batch-size, or use rgcn, "
-                                     "gat, simple-hgn or hgt for mini-batch training")
+    supports_neighbor_sampling = False
+    no_sampling_reason = ("model 'han' cannot train on neighbour-sampled mini-batches (its metapath "
+                          "graphs need whole-graph neighbourhoods); drop --batch-size, or use rgcn, "
+                          "gat, simple-hgn or hgt for mini-batch training")
 
     def __init__(self, task, cfg):
         hidden, heads = int(cfg.hidden), int(cfg.heads)

@@ -87,6 +87,10 @@ class HGTConvNoSegmm(HGTConv):
 
 
 class HGT(GraphModel):
+    @property
+    def num_hops(self) -> int:  # one hop per convolution
+        return len(self.convs)
+
     def __init__(self, task, cfg):
         hidden, heads = int(cfg.hidden), int(cfg.heads)
         if hidden % heads:

@@ -260,6 +260,8 @@ def metapath2vec_features(task, metapaths=None, seed: int = 0, dim: int = 64, **
 class MetaPath2VecModel(GraphModel):
     """Frozen metapath2vec embeddings of the target items + the trainable linear head."""
 
+    num_hops = 0  # an item's own (precomputed) embedding row
+
     def __init__(self, task, cfg):
         options = dict(cfg.options or {})
         dim = int(options.pop("dim", options.pop("embedding_dim", cfg.hidden)))

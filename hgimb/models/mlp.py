@@ -24,6 +24,8 @@ from .sparse.dense import dropout
 
 
 class MLP(GraphModel):
+    num_hops = 0  # the target nodes' own features only
+
     def __init__(self, data, target_types: Sequence[str], num_classes: int, hidden: int = 64, layers: int = 2,
                  dropout: float = 0.5, input_dropout: float = 0.0):
         super().__init__(hidden, num_classes)

@@ -1,8 +1,18 @@
 """Model registry: name -> builder, per task kind.
 
-A builder is ``build(task: Task, cfg: ModelConfig) -> GraphModel``. One name may have a builder
-for node tasks and another for graph tasks (``gat`` over a heterogeneous graph, or over crystal
-graphs); asking for a kind a model does not handle is a clear error.
+A builder is ``build(task: Task, cfg: ModelConfig) -> model``, registered with
+``@register_model(name, kinds, help, options=, defaults=)``. One name may have a builder for node
+tasks and another for graph tasks (``gat`` over a heterogeneous graph, or over crystal graphs);
+asking for a kind a model does not handle is a clear error.
+
+The model it returns is any ``nn.Module`` that follows the model contract of
+:mod:`hgimb.models.base`: ``encode(inputs) -> embeddings`` and ``head(embeddings) -> logits``;
+declared where they apply, ``supports_neighbor_sampling`` and ``num_hops`` (mini-batch training
+of node tasks, ``--batch-size``), ``classifier_head()`` (``prior-bias``) and ``no_weight_decay()``.
+Subclassing :class:`~hgimb.models.base.GraphModel` gives a linear ``head`` and the defaults;
+without a declaration a model trains full-batch, and a feature that needs one stops with one
+``HgimbError`` line. A model that learns in one ``fit`` call follows :mod:`hgimb.engine.fitted`
+instead. The same object can skip the registry: ``Trainer(task, model, remedy, cfg)``.
 """
 from __future__ import annotations
 

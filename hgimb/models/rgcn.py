@@ -105,6 +105,10 @@ class RGCN(GraphModel):
     ``use_edge_weight`` (weighted mean where the graph has ``edge_weight``, default True).
     """
 
+    @property
+    def num_hops(self) -> int:  # one hop per convolution
+        return len(self.convs)
+
     def __init__(self, data, target_types: Sequence[str], num_classes: int, hidden: int = 64, layers: int = 2,
                  dropout: float = 0.5, input_dropout: float = 0.0, use_edge_weight: bool = True):
         super().__init__(hidden, num_classes)

@@ -268,6 +268,10 @@ class NormalisedLogits(nn.Linear):
 
 
 class SimpleHGN(GraphModel):
+    @property
+    def num_hops(self) -> int:  # the hidden convolutions and the output one
+        return len(self.convs) + 1
+
     def __init__(self, task, cfg):
         options = cfg.options or {}
         hidden, heads = int(cfg.hidden), int(cfg.heads)
