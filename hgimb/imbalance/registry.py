@@ -1,9 +1,14 @@
-"""Remedy registry: name -> Remedy subclass; ``build_remedy('focal+balanced-sampler')``."""
+"""Remedy registry: name -> Remedy subclass; ``build_remedy('focal+balanced-sampler')``.
+
+A remedy declares its ``--remedy-param`` parameters as ``spec`` (:class:`hgimb.params.Param`);
+registering derives ``params`` (name -> default) from it, and :func:`build_remedy` validates the
+values before constructing the parts, so a remedy reads typed values from ``self.p``."""
 from __future__ import annotations
 
 from typing import Any, Dict, Optional
 
 from ..errors import HgimbError
+from ..params import defaults, validate
 from ..registry import Registry
 from .base import ComposedRemedy, Remedy
 
@@ -11,9 +16,11 @@ REMEDIES: Registry = Registry("remedy")
 
 
 def register_remedy(cls):
-    """Class decorator: registers a Remedy subclass under ``cls.name``."""
+    """Class decorator: registers a Remedy subclass under ``cls.name`` with its declared ``spec``."""
     doc = (cls.__doc__ or "").strip().split("\n")[0]
-    return REMEDIES.register(cls.name, doc)(cls)
+    spec = tuple(getattr(cls, "spec", ()))
+    cls.params = defaults(spec)
+    return REMEDIES.register(cls.name, doc, params=spec)(cls)
 
 
 class NoRemedy(Remedy):
@@ -60,5 +67,7 @@ def build_remedy(spec: str, params: Optional[Dict[str, Any]] = None) -> Composed
         raise HgimbError(
             f"remedy parameter(s) {unknown} not used by remedy '{spec}'; its parameters: {sorted(declared) or 'none'}"
         )
-    parts = [cls(**{k: v for k, v in params.items() if k in cls.params}) for cls in classes]
+    parts = [cls(**validate(REMEDIES.params(cls.name), {k: v for k, v in params.items() if k in cls.params},
+                            f"remedy '{cls.name}'", flag="--remedy-param", noun="parameter"))
+             for cls in classes]
     return ComposedRemedy(parts)
