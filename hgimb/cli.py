@@ -9,7 +9,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import yaml
 
-from .config import DICT_FLAGS, RunConfig
+from .config import DICT_FLAGS, LOADER_FIELDS, RunConfig
 from .errors import HgimbError
 
 # Fields set through dedicated flags (key=value lists, booleans) rather than the generic mapping.
@@ -20,7 +20,6 @@ _HELP = {
     "model": "model name (see the list below)",
     "remedy": "imbalance remedy; combine with + (e.g. focal+balanced-sampler+threshold)",
     "imbalance_ratio": "make the training split long-tailed/step with this max/min class ratio (>= 1)",
-    "threshold": "crystal datasets: binary label = target > THRESHOLD",
     "monitor": "validation metric for early stopping and the best checkpoint",
     "device": "cpu, cuda, cuda:N or auto",
     "out": "run directory (default runs/<dataset>-<model>-<remedy>-s<seed>)",
@@ -50,7 +49,7 @@ def add_run_config_flags(parser: argparse.ArgumentParser, skip=()) -> None:
         if f.name in skip:
             continue
         flag = "--" + f.name.replace("_", "-")
-        help_text = _HELP.get(f.name, "")
+        help_text = _HELP.get(f.name) or LOADER_FIELDS.get(f.name, "")
         if f.name in KEY_VALUE_FLAGS:
             parser.add_argument(KEY_VALUE_FLAGS[f.name], dest=f.name, action="append", metavar="NAME=VALUE",
                                 default=argparse.SUPPRESS, help=f"set one entry of {f.name} (repeatable)")

@@ -3,7 +3,6 @@ flags given on the command line override the file."""
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any, Dict, Optional
 import yaml
 
 from .errors import HgimbError
+from .params import Param, Range
 
 
 @dataclass
@@ -158,7 +158,7 @@ class RunConfig:
             _check_types(self)
             for name, rule in FIELD_RULES.items():
                 if hasattr(self, name):
-                    rule.check(name, getattr(self, name))
+                    rule.check(_flag(name), getattr(self, name))
         except HgimbError as exc:
             raise HgimbError(prefix + str(exc)) from None
         if self.imbalance_type not in ("long-tail", "step", "long-tail-remove"):
@@ -182,37 +182,6 @@ class RunConfig:
             raise HgimbError(f"{prefix}--train-fraction + --test-fraction must leave room for validation "
                              f"(< 1), got {self.train_fraction} + {self.test_fraction}")
         return self
-
-
-@dataclass(frozen=True)
-class Range:
-    """A numeric constraint: ``low``/``high`` bounds (None = open), inclusive unless stated; NaN and
-    infinity are always refused."""
-
-    low: Optional[float] = None
-    high: Optional[float] = None
-    low_open: bool = False
-    high_open: bool = False
-
-    def check(self, name: str, value) -> None:
-        if value is None:
-            return
-        if not math.isfinite(value):
-            raise HgimbError(f"{_flag(name)} must be a finite number, got {value}")
-        bad = ((self.low is not None and (value <= self.low if self.low_open else value < self.low))
-               or (self.high is not None and (value >= self.high if self.high_open else value > self.high)))
-        if bad:
-            raise HgimbError(f"{_flag(name)} must be {self.describe()}, got {value}")
-
-    def describe(self) -> str:
-        if self.high is None and self.low is not None:
-            return f"{'>' if self.low_open else '>='} {_number(self.low)}"
-        if self.low is None and self.high is not None:
-            return f"{'<' if self.high_open else '<='} {_number(self.high)}"
-        if self.low is None:
-            return "finite"
-        return (f"in {'(' if self.low_open else '['}{_number(self.low)}, {_number(self.high)}"
-                f"{')' if self.high_open else ']'}")
 
 
 # The range of every numeric RunConfig field (types come from the annotations).
@@ -240,21 +209,38 @@ FIELD_RULES: Dict[str, Range] = {
 }
 
 
+# RunConfig fields that are also dataset-loader parameters, with their one-line help: a loader
+# that declares one (with :func:`field_param`, so flag and loader share default, range and help)
+# receives the field's value (hgimb.data.registry.load_configured).
+LOADER_FIELDS: Dict[str, str] = {
+    "threshold": "crystal datasets: binary label = target > THRESHOLD",
+    "radius": "crystal graphs: neighbour search radius in Angstrom",
+    "max_neighbors": "crystal graphs: nearest neighbours kept per atom",
+    "gaussian_step": "crystal graphs: spacing and width of the Gaussian edge-length expansion",
+    "skip_bad": "skip unreadable rows/structures with a warning instead of stopping",
+    "quiet": "no progress output",
+}
+
+
+def field_param(name: str) -> Param:
+    """The RunConfig field ``name`` as a declared loader parameter: its default, type, range
+    (:data:`FIELD_RULES`) and help (:data:`LOADER_FIELDS`)."""
+    f = next(f for f in dataclasses.fields(RunConfig) if f.name == name)
+    kind, optional = _field_type(f.type)
+    return Param(name, kind, f.default, LOADER_FIELDS.get(name, ""), FIELD_RULES.get(name), none=optional)
+
+
 def check_fields(**values) -> None:
     """Check values of RunConfig fields given outside a RunConfig (e.g. ``diagnose --seed``) against
     :data:`FIELD_RULES`; raise HgimbError naming the flag."""
     for name, value in values.items():
-        FIELD_RULES[name].check(name, value)
+        FIELD_RULES[name].check(_flag(name), value)
 
 
 def _model_defaults(model: str) -> Dict[str, Any]:
     from .models.registry import model_defaults  # the models declare them; imported when first needed
 
     return model_defaults(model)
-
-
-def _number(value) -> str:
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 DICT_FLAGS = {"remedy_params": "--remedy-param", "dataset_options": "--dataset-option", "model_options": "--model-option"}

@@ -15,7 +15,6 @@ can reach.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import sys
 from pathlib import Path
@@ -465,11 +464,8 @@ def format_recommendation(rec: Dict[str, Any], dataset: Optional[str] = None) ->
 def resolve_dataset(arg: str) -> str:
     """A dataset name, ``prefix:path``, or a path turned into ``crystal:`` / ``hgb:``."""
     from .data import registry as data_registry
-    from .data import _load_all  # noqa: F401
 
-    if ":" in arg and arg.split(":", 1)[0] in data_registry.PREFIXES:
-        return arg
-    if arg in data_registry.DATASETS:
+    if data_registry.is_dataset_name(arg):
         return arg
     path = Path(arg).expanduser()
     if path.exists():
@@ -488,22 +484,10 @@ def resolve_dataset(arg: str) -> str:
 
 def load_for_diagnosis(dataset: str, root=None, threshold: Optional[float] = None, skip_bad: bool = False,
                        quiet: bool = True):
-    """Load ``dataset`` (name, prefix:path or path) with the crystal options its loader accepts."""
-    from .data.registry import data_root, dataset_loader
+    """Load ``dataset`` (name, prefix:path or path) with the crystal options its loader declares."""
+    from .data.registry import load_configured
 
-    loader, fixed = dataset_loader(resolve_dataset(dataset))
-    accepted = inspect.signature(loader).parameters
-    options: Dict[str, Any] = {}
-    if threshold is not None:
-        if "threshold" not in accepted:
-            raise HgimbError(f"--threshold applies to datasets with real-valued targets (crystal graphs); "
-                             f"'{dataset}' has class labels")
-        options["threshold"] = threshold
-    if skip_bad and "skip_bad" in accepted:
-        options["skip_bad"] = True
-    if "quiet" in accepted:
-        options["quiet"] = quiet
-    return loader(data_root(root), **fixed, **options)
+    return load_configured(resolve_dataset(dataset), root, threshold=threshold, skip_bad=skip_bad, quiet=quiet)
 
 
 # ---------------------------------------------------------------------------- --thresholds

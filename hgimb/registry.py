@@ -2,7 +2,8 @@
 
 One registry per concept; entries register themselves with a decorator in the module that
 defines them, so adding a dataset/model/remedy is one new file plus one import line in the
-package ``__init__``.
+package ``__init__``. An entry may declare its parameters (:class:`hgimb.params.Param` specs),
+which the concept's registry validates before calling the entry and ``--help`` lists.
 """
 from __future__ import annotations
 
@@ -18,13 +19,15 @@ class Registry(Generic[T]):
         self.kind = kind
         self._entries: Dict[str, T] = {}
         self._help: Dict[str, str] = {}
+        self._params: Dict[str, tuple] = {}
 
-    def register(self, name: str, help: str = "") -> Callable[[T], T]:
+    def register(self, name: str, help: str = "", params=()) -> Callable[[T], T]:
         def deco(obj: T) -> T:
             if name in self._entries and self._entries[name] is not obj:
                 raise RuntimeError(f"{self.kind} '{name}' registered twice")
             self._entries[name] = obj
             self._help[name] = help or (getattr(obj, "__doc__", "") or "").strip().split("\n")[0]
+            self._params[name] = tuple(params)
             return obj
 
         return deco
@@ -39,6 +42,11 @@ class Registry(Generic[T]):
 
     def describe(self, name: str) -> str:
         return self._help.get(name, "")
+
+    def params(self, name: str) -> tuple:
+        """The declared parameters (:class:`hgimb.params.Param`) of entry ``name``."""
+        self.get(name)  # unknown names raise
+        return self._params.get(name, ())
 
     def __contains__(self, name: str) -> bool:
         return name in self._entries

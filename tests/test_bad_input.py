@@ -131,6 +131,9 @@ def test_bench_out_existing_file_is_refused(tmp_path, capsys):
     (["--remedy", "+focal"], "empty part"),
     (["--model-option", "foo=bar"], "unknown --model-option foo for model 'rgcn'"),
     (["--model", "gat", "--model-option", "foo=1"], "unknown --model-option foo for model 'gat'"),
+    (["--model-option", "input_dropout=2"], "model 'rgcn': option input_dropout must be a number in [0, 1), got 2"),
+    (["--remedy", "focal", "--remedy-param", "gamma=-1"], "remedy 'focal': parameter gamma must be a number >= 0, got -1"),
+    (["--dataset-option", "homophily=2"], "dataset 'synthetic': option homophily must be a number in [0, 1], got 2"),
     (["--train-fraction", "0.8", "--test-fraction", "0.3", "--split", "stratified"], "leave room"),
 ])
 def test_bad_flag_values_are_one_line(flags, needle, tmp_path, capsys):

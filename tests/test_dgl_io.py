@@ -154,7 +154,7 @@ def test_bad_input_gets_one_line_errors(tmp_path):
         (lambda: load_dataset(_file(tmp_path, graph(torch.zeros(3, 2)))), "multi-label"),
         (lambda: load_dataset(_file(tmp_path, graph(torch.tensor([0, 1, 1]))), label_key="cls"), "ndata['cls']"),
         (lambda: load_dataset(_file(tmp_path, graph(torch.tensor([0, 1, 1]))), target="paper"), "target node type 'paper'"),
-        (lambda: load_dataset(_file(tmp_path, graph(torch.tensor([0, 1, 1]))), colour="red"), "unknown option"),
+        (lambda: load_dataset(_file(tmp_path, graph(torch.tensor([0, 1, 1]))), colour="red"), "unknown --dataset-option colour"),
         (lambda: load_dataset(_file(tmp_path, graph(torch.tensor([0, 1, 1]))), graph_index="3"), "graph_index=3"),
     ]
     for call, words in cases:

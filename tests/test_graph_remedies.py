@@ -240,7 +240,7 @@ def test_tam_refuses_graph_tasks_and_two_losses():
     with pytest.raises(HgimbError, match="'focal' and 'tam' both decide the training loss"):
         build_remedy("focal+tam")
     for params in ({"base": "focal"}, {"tam_alpha": -1}, {"tam_temperature": 0}, {"tam_warmup": 1.5}):
-        with pytest.raises(HgimbError, match="is invalid"):
+        with pytest.raises(HgimbError, match="remedy 'tam': parameter .* must be"):
             build_remedy("tam", params)
 
 
@@ -292,7 +292,7 @@ def test_graphens_pairs_deterministic_and_balanced_noop():
     remedy = build_remedy("graphens")
     remedy.setup(graphens_ctx([3, 3]))
     assert remedy.synthesize(torch.randn(6, 4), torch.tensor([0, 0, 0, 1, 1, 1]), torch.Generator()) is None
-    with pytest.raises(HgimbError, match="is invalid"):
+    with pytest.raises(HgimbError, match="remedy 'graphens': parameter ens_alpha must be a number > 0, got 0"):
         build_remedy("graphens", {"ens_alpha": 0})
 
 

@@ -244,7 +244,7 @@ def test_named_dataset_finds_folder_and_checks_options(tmp_path):
     write_hgb(tmp_path / "hgb", name="Freebase")
     task = load_dataset("freebase", root=tmp_path)
     assert task.name == "freebase" and task.y.tolist() == [0, 1, 1, 0]
-    with pytest.raises(HgimbError, match="unknown option.*bogus.*valid options: cache, download, node_features, normalize"):
+    with pytest.raises(HgimbError, match="unknown --dataset-option bogus.*valid options: cache, download, node_features, normalize"):
         load_dataset("freebase", root=tmp_path, bogus=1)
     with pytest.raises(HgimbError, match="must be true or false"):
         load_dataset("freebase", root=tmp_path, cache="maybe")

@@ -31,7 +31,7 @@ def test_node_features_through_the_registry_and_bad_value(tmp_path):
     write_hgb(tmp_path / "hgb", name="ACM", node_dat=NODES_ALL_FEATURES)
     task = load_dataset("acm", root=tmp_path, node_features="target")
     assert getattr(task.data["actor"], "x", None) is None and task.data["movie"].x.shape == (4, 2)
-    with pytest.raises(HgimbError, match="node_features='ids' is not one of all, target, none"):
+    with pytest.raises(HgimbError, match="option node_features must be one of all, target, none, got 'ids'"):
         load_dataset("acm", root=tmp_path, node_features="ids")
 
 

@@ -130,8 +130,8 @@ def test_reference_style_decays_the_first_layer_only(name):
 def test_option_errors_are_one_line():
     task = sparse_task()
     for options, message in [({"style": "paper"}, "style must be one of hgimb, reference"),
-                             ({"head": "mlp"}, "head must be linear or conv"),
-                             ({"flavour": 1}, "unknown option")]:
+                             ({"head": "mlp"}, "head must be none or one of linear, conv"),
+                             ({"flavour": 1}, "unknown --model-option flavour for model 'gcn'")]:
         with pytest.raises(HgimbError, match=message):
             build_model("gcn", task, ModelConfig(hidden=8, options=options))
     with pytest.raises(HgimbError, match="multiple of --heads"):

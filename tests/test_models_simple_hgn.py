@@ -87,9 +87,9 @@ def test_simple_hgn_output_is_hgbs_normalised_logits():
     # the previous layout stays available: a hidden-wide output layer and a trained linear head
     linear = build_model("simple-hgn", task, ModelConfig(hidden=8, heads=2, options={"output": "linear"}))
     assert linear.out_conv.out_channels == 8 and linear.head.weight.requires_grad
-    with pytest.raises(HgimbError, match="output=bad"):
+    with pytest.raises(HgimbError, match="option output must be one of hgb, linear, got 'bad'"):
         build_model("simple-hgn", task, ModelConfig(hidden=8, heads=2, options={"output": "bad"}))
-    with pytest.raises(HgimbError, match="input_init=bad"):
+    with pytest.raises(HgimbError, match="option input_init must be one of hgb, default, got 'bad'"):
         build_model("simple-hgn", task, ModelConfig(hidden=8, heads=2, options={"input_init": "bad"}))
 
 

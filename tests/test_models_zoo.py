@@ -464,7 +464,7 @@ def test_hgt_options_are_checked():
     task = tiny_task()
     with pytest.raises(HgimbError, match="attention must be one of joint, relation"):
         build_model("hgt", task, ModelConfig(hidden=16, heads=4, options={"attention": "global"}))
-    with pytest.raises(HgimbError, match="unknown --model-option norm for model 'hgt'; its options: attention"):
+    with pytest.raises(HgimbError, match="unknown --model-option norm for model 'hgt'; valid options: attention"):
         build_model("hgt", task, ModelConfig(hidden=16, heads=4, options={"norm": True}))
 
 

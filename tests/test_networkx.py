@@ -270,9 +270,9 @@ def test_bad_files_get_one_line_errors(tmp_path, name, text, words):
 
 def test_bad_options_and_node_tables(tmp_path):
     (tmp_path / "g.edgelist").write_text("a b\n")
-    with pytest.raises(HgimbError, match="unknown option"):
+    with pytest.raises(HgimbError, match="unknown --dataset-option"):
         load_dataset(f"nx:{tmp_path / 'g.edgelist'}", colour="red")
-    with pytest.raises(HgimbError, match="must be true or false"):
+    with pytest.raises(HgimbError, match="option directed must be none, true or false, got 'maybe'"):
         load_dataset(f"nx:{tmp_path / 'g.edgelist'}", directed="maybe")
     with pytest.raises(HgimbError, match="node table .* not found"):
         load_dataset(f"nx:{tmp_path / 'g.edgelist'}", nodes=str(tmp_path / "absent.csv"))

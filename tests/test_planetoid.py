@@ -59,7 +59,7 @@ def test_damaged_file_and_bad_option(tmp_path):
     (broken / "ind.cora.graph").write_bytes(b"\x80\x04truncated")
     with pytest.raises(HgimbError, match=r"cannot read ind\.cora\.\* in .*replace the files"):
         load_dataset("cora", root=tmp_path)
-    with pytest.raises(HgimbError, match="unknown option.*hidden.*valid options: download"):
+    with pytest.raises(HgimbError, match="unknown --dataset-option hidden.*valid options: download"):
         load_dataset("cora", root=tmp_path, hidden=16)
 
 
@@ -75,5 +75,5 @@ def test_normalize_option_row_normalises_like_pyg():
     assert torch.allclose(norm.data["paper"].x, expected)
     assert torch.allclose(norm.data["paper"].x.sum(1), torch.ones(2708))
     assert norm.meta["normalized_features"] is True and raw.meta["normalized_features"] is False
-    with pytest.raises(HgimbError, match="normalize=.*must be true or false"):
+    with pytest.raises(HgimbError, match="normalize must be true or false"):
         load_dataset("cora", root=folder.parent, normalize="maybe")

@@ -18,6 +18,7 @@ from hgimb.errors import HgimbError
 from hgimb.imbalance import REMEDIES, BatchContext, Remedy, RemedyContext, build_remedy, register_remedy
 from hgimb.models import registry as model_registry
 from hgimb.models.registry import register_model
+from hgimb.params import Param, Range
 
 
 class PluginMLP(nn.Module):
@@ -53,7 +54,7 @@ class InverseFrequency(Remedy):
     """Test plugin: cross-entropy weighted by inverse training-class frequency."""
 
     name = "plugin-inverse-frequency"
-    params = {"power": 1.0}
+    spec = (Param("power", float, 1.0, "exponent of the inverse class frequency", Range(0)),)
 
     def setup(self, ctx: RemedyContext) -> None:
         super().setup(ctx)
@@ -75,6 +76,7 @@ def registered_plugins():
     yield
     # the registries have no public removal (plugins register for the life of the process)
     model_registry._BUILDERS.pop(("plugin-mlp", "node"))
+    model_registry._PARAMS.pop(("plugin-mlp", "node"), None)
     for registry, name in ((model_registry.MODELS, "plugin-mlp"), (REMEDIES, InverseFrequency.name)):
         registry._entries.pop(name)
         registry._help.pop(name)

@@ -75,7 +75,7 @@ def test_weights_come_from_the_training_split_only():
 
 
 def test_weighted_bad_scheme_refused():
-    with pytest.raises(HgimbError, match="scheme='bogus'"):
+    with pytest.raises(HgimbError, match="parameter scheme must be one of inverse, sqrt-inverse, effective-number, got 'bogus'"):
         build_remedy("weighted", {"scheme": "bogus"})
     with pytest.raises(HgimbError, match="beta"):
         build_remedy("weighted", {"beta": 1.5})

@@ -119,8 +119,8 @@ def test_signal_is_in_the_structure_not_in_the_features(task):
 
 
 @pytest.mark.parametrize("options,match", [
-    (dict(num_nodes=10), "unknown synthetic dataset option.*num_nodes.*valid options: num_movies"),
-    (dict(num_movies=5), "num_movies=5 must be >= 15"),
+    (dict(num_nodes=10), "unknown --dataset-option num_nodes for dataset 'synthetic'.*valid options: num_movies"),
+    (dict(num_movies=5), r"num_movies must be >= 3 \* num_classes = 15, got 5"),
     (dict(profile="zipf"), "profile"),
     (dict(imbalance=0.5), "imbalance"),
     (dict(homophily=1.5), "homophily"),

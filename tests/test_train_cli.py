@@ -67,7 +67,7 @@ SYNTH = ["--dataset-option", "num_movies=300"]
     (["--remedy", "pos-weight"] + SYNTH, "binary"),
     (["--remedy", "focal+ldam"] + SYNTH, "combine at most one"),
     (["--remedy-param", "gamma=2"] + SYNTH, "not used by remedy"),
-    (["--dataset", "freebase", "--dataset-option", "num_movies=3"], "unknown option(s) num_movies"),
+    (["--dataset", "freebase", "--dataset-option", "num_movies=3"], "unknown --dataset-option num_movies"),
     (["--model", "cgcnn"] + SYNTH, "does not handle node tasks"),
     (["--batch-size", "32", "--fanout", "10,x"] + SYNTH, "--fanout"),
     (["--batch-size", "32", "--model", "han"] + SYNTH, "cannot train on neighbour-sampled"),

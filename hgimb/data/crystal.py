@@ -37,9 +37,11 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
+from ..config import field_param
 from ..errors import DataWarning, HgimbError, warn_data  # noqa: F401  (DataWarning re-exported)
+from ..params import Param, Range
 from . import cache
-from .registry import DATASETS, PREFIXES
+from .registry import register_dataset, register_prefix
 from .task import Task
 
 CACHE_NAMESPACE = "crystal"
@@ -347,25 +349,14 @@ def load_crystal_dir(directory: Path, *, name: str, id_prop: Optional[Path] = No
                      threshold: Optional[float] = None, radius: float = 8.0, max_neighbors: int = 12,
                      gaussian_step: float = 0.2, skip_bad: bool = False, workers: Optional[int] = None,
                      quiet: bool = False) -> Task:
-    """Load a CGCNN-format directory into a graph Task (see the module docstring)."""
+    """Load a CGCNN-format directory into a graph Task (see the module docstring); arguments as
+    :data:`PARAMS` declares them."""
     directory = Path(directory)
     id_prop = Path(id_prop) if id_prop is not None else directory / "id_prop.csv"
-    radius, gaussian_step = float(radius), float(gaussian_step)
-    if not radius > 0:
-        raise HgimbError(f"--radius must be > 0, got {radius}")
-    if not 0 < gaussian_step <= radius:
+    # each argument's own type and range: PARAMS, checked by the registry; this one involves two
+    if not gaussian_step <= radius:
         raise HgimbError(f"--gaussian-step must be in (0, radius={radius:g}], got {gaussian_step}")
-    if int(max_neighbors) != max_neighbors or max_neighbors < 1:
-        raise HgimbError(f"--max-neighbors must be an integer >= 1, got {max_neighbors}")
-    max_neighbors = int(max_neighbors)
-    workers = _default_workers() if workers is None else int(workers)
-    if workers < 1:
-        raise HgimbError(f"workers must be >= 1, got {workers}")
-    if threshold is not None:
-        try:
-            threshold = float(threshold)
-        except (TypeError, ValueError):
-            raise HgimbError(f"--threshold must be a number, got {threshold!r}") from None
+    workers = _default_workers() if workers is None else workers
 
     bad = _BadRows(skip_bad)
     rows = _read_id_prop(id_prop, bad)
@@ -497,43 +488,35 @@ def load_crystal_dir(directory: Path, *, name: str, id_prop: Optional[Path] = No
     )
 
 
-_OPTIONS_HELP = "threshold, radius, max_neighbors, gaussian_step, skip_bad, workers, quiet"
+# the crystal flags are RunConfig fields too: default, range and help live there (config.field_param)
+PARAMS = (
+    field_param("threshold"), field_param("radius"), field_param("max_neighbors"), field_param("gaussian_step"),
+    field_param("skip_bad"),
+    Param("workers", int, None, "CIF-parsing processes (default: the CPUs this process may use)", Range(1), none=True),
+    field_param("quiet"),
+)
 
 
-def _check_options(unknown: dict, name: str) -> None:
-    if unknown:
-        raise HgimbError(f"dataset '{name}' does not take option(s) {', '.join(sorted(unknown))}; "
-                         f"crystal datasets take {_OPTIONS_HELP}")
-
-
-@PREFIXES.register("crystal", "a CGCNN-format directory: id_prop.csv, atom_init.json, <id>.cif")
-def load_crystal(root: Path, *, path=None, threshold=None, radius=8.0, max_neighbors=12, gaussian_step=0.2,
-                 skip_bad=False, workers=None, quiet=False, **unknown) -> Task:
-    """``crystal:<dir>`` (or ``crystal:<dir>/id_prop.csv``)."""
-    _check_options(unknown, f"crystal:{path}")
+@register_prefix("crystal", "a CGCNN-format directory: id_prop.csv, atom_init.json, <id>.cif", PARAMS)
+def load_crystal(root: Path, *, path=None, **options) -> Task:
+    """``crystal:<dir>`` (or ``crystal:<dir>/id_prop.csv``); ``options`` as :data:`PARAMS` declares them."""
     if path is None:
         raise HgimbError("crystal dataset needs a path: crystal:<dir>")
     directory, id_prop = _resolve_directory(Path(root), path)
-    return load_crystal_dir(directory, name=f"crystal:{path}", id_prop=id_prop, threshold=threshold, radius=radius,
-                            max_neighbors=max_neighbors, gaussian_step=gaussian_step, skip_bad=skip_bad,
-                            workers=workers, quiet=quiet)
+    return load_crystal_dir(directory, name=f"crystal:{path}", id_prop=id_prop, **options)
 
 
 def _named(name: str, help: str):
-    def loader(root: Path, *, path=None, threshold=None, radius=8.0, max_neighbors=12, gaussian_step=0.2,
-               skip_bad=False, workers=None, quiet=False, **unknown) -> Task:
-        _check_options(unknown if path is None else {**unknown, "path": path}, name)
+    def loader(root: Path, **options) -> Task:
         directory = Path(root) / "crystals" / name
         if not directory.is_dir():
             raise HgimbError(f"dataset '{name}' not found at {directory}; set HGIMB_DATA (or --data-root) to a "
                              f"data root holding crystals/{name}/")
-        return load_crystal_dir(directory, name=name, threshold=threshold, radius=radius,
-                                max_neighbors=max_neighbors, gaussian_step=gaussian_step, skip_bad=skip_bad,
-                                workers=workers, quiet=quiet)
+        return load_crystal_dir(directory, name=name, **options)
 
     loader.__name__ = f"load_{name.replace('-', '_')}"
     loader.__doc__ = help
-    return DATASETS.register(name, help)(loader)
+    return register_dataset(name, help, PARAMS)(loader)
 
 
 _named("magnetic-tc", "2,186 crystals, magnetic transition temperature in K (pass --threshold, e.g. 600)")

@@ -28,14 +28,20 @@ import numpy as np
 import torch
 
 from ..errors import HgimbError
-from .registry import PREFIXES
+from ..params import Param, Range
+from .registry import register_prefix
 from .task import SPLITS, Task
 
 INSTALL_HINT = 'pip install -e ".[dgl]" (dgl 1.1.3: the newest DGL that imports on torch 2.x here; README, "DGL")'
 MASKS = {part: f"{part}_mask" for part in SPLITS}
 EDGE_NAMES = {"edge_weight": "weight", "edge_attr": "feat"}  # hgimb (PyG) name -> DGL name
-DEFAULT_OPTIONS = {"feature_key": "feat", "label_key": "label", "weight_key": "weight", "target": "",
-                   "graph_index": "0"}
+PARAMS = (  # dgl:<file> options
+    Param("feature_key", str, "feat", "ndata key of the node features"),
+    Param("label_key", str, "label", "ndata key of the labels (-1 = unlabelled)"),
+    Param("weight_key", str, "weight", "edata key of the edge weights"),
+    Param("target", str, "", "labelled node type(s), comma-separated (default: the types with labels)"),
+    Param("graph_index", int, 0, "which graph of the file", Range(0)),
+)
 
 
 def import_dgl(what: str = "DGL interop"):
@@ -251,29 +257,11 @@ def read_dgl(path: str | os.PathLike, graph_index: int = 0, **kwargs) -> Task:
     return from_dgl(graphs[graph_index], source=str(path), **kwargs)
 
 
-@PREFIXES.register("dgl", "a DGLGraph saved by dgl.save_graphs: ndata feat / label (-1 unlabelled) / train_mask ... (docs/interop.md)")
-def load_dgl_file(root, path: str, **options) -> Task:
+@register_prefix("dgl", "a DGLGraph saved by dgl.save_graphs: ndata feat / label (-1 unlabelled) / train_mask ... (docs/interop.md)",
+                 PARAMS)
+def load_dgl_file(root, path: str, graph_index: int, **options) -> Task:
     """``dgl:<file>``: a relative path is tried from the working directory, then from the data root."""
-    opts = check_options(f"dgl:{path}", options, DEFAULT_OPTIONS)
-    try:
-        index = int(opts["graph_index"])
-    except ValueError:
-        raise HgimbError(f"option graph_index={opts['graph_index']!r} of dataset 'dgl:{path}' must be an integer") from None
-    file = resolve_path(root, path)
-    return read_dgl(file, graph_index=index, target=opts["target"], feature_key=opts["feature_key"],
-                    label_key=opts["label_key"], weight_key=opts["weight_key"], name=f"dgl:{path}")
-
-
-def check_options(dataset: str, options: dict, defaults: dict) -> dict:
-    """``defaults`` updated by ``options`` (string values, case kept: they name attributes and
-    node types); unknown names raise. (``download.loader_options`` lower-cases strings.)"""
-    unknown = sorted(set(options) - set(defaults))
-    if unknown:
-        raise HgimbError(f"unknown option(s) {', '.join(unknown)} for dataset '{dataset}'; "
-                         f"valid options: {', '.join(sorted(defaults))}")
-    merged = dict(defaults)
-    merged.update({k: str(v).strip() for k, v in options.items()})
-    return merged
+    return read_dgl(resolve_path(root, path), graph_index=graph_index, name=f"dgl:{path}", **options)
 
 
 def resolve_path(root, path: str) -> Path:

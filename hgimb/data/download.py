@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Dict, List
 
 from ..errors import HgimbError
+from ..params import Param
 
 HGB_PAGE = "https://github.com/THUDM/HGB"
 HGB_NC_FOLDER = "https://drive.google.com/drive/folders/10-pf2ADCjq_kpJKFHHLHxr_czNNCJ3aX"
@@ -140,28 +141,7 @@ def _looks_like_hgb_zip(path: Path) -> bool:
 
 
 # ---------------------------------------------------------------------------- loader options
-def loader_options(dataset: str, options: dict, defaults: dict) -> dict:
-    """Check a file loader's ``**options`` against ``defaults`` (booleans such as ``cache`` and
-    ``download``; string-valued ones such as HGB's ``node_features``) and return the merged
-    values; unknown names or non-boolean values for boolean options raise."""
-    unknown = sorted(set(options) - set(defaults))
-    if unknown:
-        raise HgimbError(
-            f"unknown option(s) {', '.join(unknown)} for dataset '{dataset}'; valid options: {', '.join(sorted(defaults))}"
-        )
-    merged = dict(defaults)
-    for key, value in options.items():
-        # boolean switches are parsed; a string-valued option is checked by its loader
-        merged[key] = str(value).strip().lower() if isinstance(defaults[key], str) else _as_bool(dataset, key, value)
-    return merged
-
-
-def _as_bool(dataset: str, key: str, value) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise HgimbError(f"option {key}={value!r} of dataset '{dataset}' must be true or false")
+# Declared options shared by the file loaders (hgimb.params validates them in the registry).
+DOWNLOAD = Param("download", bool, False, "fetch the files into the data root when they are missing")
+NORMALIZE = Param("normalize", bool, False, "row-normalise the node features")
+CACHE = Param("cache", bool, True, "reuse the parsed graph from the cache (hgimb/data/cache.py)")

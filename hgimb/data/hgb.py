@@ -45,9 +45,11 @@ import torch
 from torch_geometric.data import HeteroData
 
 from ..errors import HgimbError, warn_data
+from ..params import Param
 from . import cache as _cache
-from .download import HGB_DRIVE_IDS, download, hgb_folder_name, loader_options, missing_data_error
-from .registry import PREFIXES, register_named
+from .download import download as fetch
+from .download import CACHE, DOWNLOAD, HGB_DRIVE_IDS, NORMALIZE, hgb_folder_name, missing_data_error
+from .registry import register_named, register_prefix
 from .task import Task
 
 FORMAT_VERSION = 2  # bump when the parsed representation changes (invalidates cached entries)
@@ -689,40 +691,40 @@ def load_hgb_task(path: str | os.PathLike, name: str, cache: bool = True, node_f
 
 
 # ============================================================================ registry
-_OPTIONS = {"cache": True, "download": False, "node_features": "all", "normalize": False}
+NODE_FEATURES_PARAM = Param("node_features", str, "all", "node types that keep their node.dat features",
+                            choices=NODE_FEATURES)
+PATH_PARAMS = (CACHE, NODE_FEATURES_PARAM, NORMALIZE)  # hgb:<path>
+PARAMS = (CACHE, DOWNLOAD, NODE_FEATURES_PARAM, NORMALIZE)  # the named HGB datasets
 
 
 def _register_named(name: str):
     folder = hgb_folder_name(name)
 
-    def loader(root, **options) -> Task:
-        opts = loader_options(name, options, _OPTIONS)
+    def loader(root, cache: bool, download: bool, node_features: str, normalize: bool) -> Task:
         base = Path(root).expanduser() / "hgb"
         candidates = [base / folder, base / f"{folder}.zip"]
         found = next((p for p in candidates if p.exists()), None)
-        if found is None and opts["download"]:
-            found = download(name, Path(root).expanduser())
+        if found is None and download:
+            found = fetch(name, Path(root).expanduser())
         if found is None:
             raise missing_data_error(name, candidates)
-        return load_hgb_task(found, name, cache=opts["cache"], node_features=opts["node_features"],
-                             normalize=opts["normalize"])
+        return load_hgb_task(found, name, cache=cache, node_features=node_features, normalize=normalize)
 
-    return register_named(name, loader, f"HGB {folder} (HGB format, <root>/hgb/{folder}/ or {folder}.zip)")
+    return register_named(name, loader, f"HGB {folder} (HGB format, <root>/hgb/{folder}/ or {folder}.zip)", PARAMS)
 
 
 for _name in HGB_DRIVE_IDS:
     _register_named(_name)
 
 
-@PREFIXES.register("hgb", "any HGB-format folder or zip: hgb:<path> (node.dat, link.dat, label.dat[, label.dat.test, info.dat])")
-def load_hgb_path(root, path: str, **options) -> Task:
+@register_prefix("hgb", "any HGB-format folder or zip: hgb:<path> (node.dat, link.dat, label.dat[, label.dat.test, info.dat])",
+                 PATH_PARAMS)
+def load_hgb_path(root, path: str, cache: bool, node_features: str, normalize: bool) -> Task:
     """``hgb:<path>``: a relative path is tried from the working directory, then from the data root."""
-    opts = loader_options(f"hgb:{path}", options, {"cache": True, "node_features": "all", "normalize": False})
     where = Path(path).expanduser()
     if not where.exists() and not where.is_absolute() and (Path(root).expanduser() / where).exists():
         where = Path(root).expanduser() / where
     if not where.exists():
         raise HgimbError(f"hgb:{path}: {where} not found (also not under the data root {root}); give a folder "
                          f"holding node.dat, link.dat and label.dat, or a zip of one")
-    return load_hgb_task(where, f"hgb:{path}", cache=opts["cache"], node_features=opts["node_features"],
-                         normalize=opts["normalize"])
+    return load_hgb_task(where, f"hgb:{path}", cache=cache, node_features=node_features, normalize=normalize)

@@ -53,9 +53,11 @@ import pandas as pd
 import torch
 
 from ..errors import HgimbError
+from ..params import Param, defaults
 from . import cache as _cache
-from .dgl_io import check_options, resolve_path
-from .registry import PREFIXES
+from .dgl_io import resolve_path
+from .download import CACHE
+from .registry import register_prefix
 from .task import SPLITS, Task
 
 FORMAT_VERSION = 1
@@ -63,7 +65,14 @@ DEFAULT_NODE_TYPE = "node"
 DEFAULT_RELATION = "to"
 KEYS = {"node_type": "node_type", "label": "y", "features": "x", "split": "split", "edge_type": "edge_type",
         "weight": "weight"}
-DEFAULT_OPTIONS = {**KEYS, "target": "", "nodes": "", "directed": "", "reverse_edges": "false", "cache": "true"}
+PARAMS = (  # nx:<file> options; the attribute names default to KEYS
+    *(Param(key, str, attribute, f"the {attribute!r} attribute's name") for key, attribute in KEYS.items()),
+    Param("target", str, "", "labelled node type(s), comma-separated (default: the types with labels)"),
+    Param("nodes", str, "", "a csv/tsv node table adding node attributes"),
+    Param("directed", bool, None, "edge lists: directed (default undirected); GraphML/GEXF: convert", none=True),
+    Param("reverse_edges", bool, False, "directed graphs: add rev_<relation> edges the other way"),
+    CACHE,
+)
 GRAPHML = (".graphml", ".xml")
 GEXF = (".gexf",)
 EDGELIST = (".edgelist", ".edges", ".txt", ".tsv", ".csv", ".el")
@@ -81,6 +90,19 @@ def _missing(values: pd.Series) -> np.ndarray:
     miss = values.isna().to_numpy()
     as_text = values.astype(str).str.strip()
     return miss | (as_text == "").to_numpy()
+
+
+def _categories(values: pd.Series, default: str, partly_missing) -> tuple:
+    """``(codes, names)`` of a node-type / relation attribute in order of first appearance; absent
+    everywhere = the one category ``default``; absent on some = ``HgimbError(partly_missing(i))``
+    for the first such element ``i``."""
+    miss = _missing(values)
+    if miss.all():
+        return np.zeros(len(values), dtype=np.int64), [default]
+    if miss.any():
+        raise HgimbError(partly_missing(int(np.flatnonzero(miss)[0])))
+    codes, uniques = pd.factorize(values.astype(str).str.strip())
+    return codes, [str(u) for u in uniques]
 
 
 def _node_name(node) -> str:
@@ -107,17 +129,10 @@ def from_networkx(G, name: str = "networkx", *, node_type: str = "node_type", la
     column = lambda key: nodes[key] if key in nodes else pd.Series([None] * len(ids), dtype=object)  # noqa: E731
 
     # ---- node types (order of first appearance), local index within the type
-    types = column(node_type)
-    miss = _missing(types)
-    if miss.all():
-        type_names, type_code = [DEFAULT_NODE_TYPE], np.zeros(len(ids), dtype=np.int64)
-    else:
-        if miss.any():
-            i = int(np.flatnonzero(miss)[0])
-            raise HgimbError(f"{source}: node {_node_name(ids[i])} has no '{node_type}' attribute but other nodes do; "
-                             f"give every node a type, or none (a homogeneous graph)")
-        type_code, uniques = pd.factorize(types.astype(str).str.strip())
-        type_names = [str(u) for u in uniques]
+    type_code, type_names = _categories(
+        column(node_type), DEFAULT_NODE_TYPE,
+        lambda i: f"{source}: node {_node_name(ids[i])} has no '{node_type}' attribute but other nodes do; "
+                  f"give every node a type, or none (a homogeneous graph)")
     num_types = len(type_names)
     order = np.argsort(type_code, kind="stable")
     counts = np.bincount(type_code, minlength=num_types)
@@ -300,16 +315,10 @@ def _edges(G, data, ids, type_code, type_names, local, edge_type: str, weight: s
         return f"edge ({_node_name(ids[src[i]])}, {_node_name(ids[dst[i]])})"
 
     rel_values = attrs[edge_type] if edge_type in attrs else pd.Series([None] * len(edge_list), dtype=object)
-    miss = _missing(rel_values)
-    if miss.all():
-        rel_code, rel_names = np.zeros(len(edge_list), dtype=np.int64), [DEFAULT_RELATION]
-    else:
-        if miss.any():
-            i = int(np.flatnonzero(miss)[0])
-            raise HgimbError(f"{source}: {where(i)} has no '{edge_type}' attribute but other edges do; give every edge "
-                             f"a relation, or none")
-        rel_code, uniques = pd.factorize(rel_values.astype(str).str.strip())
-        rel_names = [str(u) for u in uniques]
+    rel_code, rel_names = _categories(
+        rel_values, DEFAULT_RELATION,
+        lambda i: f"{source}: {where(i)} has no '{edge_type}' attribute but other edges do; give every edge "
+                  f"a relation, or none")
     if weight in attrs:
         w_raw = attrs[weight]
         w_miss = _missing(w_raw)
@@ -497,25 +506,13 @@ def _add_node_table(G, table: Path) -> None:
         G.add_node(node, **{k: v for k, v in values.items() if v is not None})
 
 
-def _as_bool(dataset: str, key: str, value: str) -> Optional[bool]:
-    text = str(value).strip().lower()
-    if text == "":
-        return None
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise HgimbError(f"option {key}={value!r} of dataset '{dataset}' must be true or false")
-
-
 def load_networkx_file(path: str | os.PathLike, name: Optional[str] = None, **options) -> Task:
-    """``from_networkx(read_networkx_file(path))`` with the loader's options, cached."""
+    """``from_networkx(read_networkx_file(path))`` with the ``nx:`` loader's options (typed, as
+    :data:`PARAMS` declares them; defaults for the others), cached."""
     path = Path(path).expanduser()
     dataset = name or f"nx:{path}"
-    opts = check_options(dataset, options, DEFAULT_OPTIONS)
-    directed = _as_bool(dataset, "directed", opts["directed"])
-    reverse = bool(_as_bool(dataset, "reverse_edges", opts["reverse_edges"]))
-    use_cache = _as_bool(dataset, "cache", opts["cache"]) is not False
+    opts = {**defaults(PARAMS), **options}
+    directed, reverse, use_cache = opts["directed"], opts["reverse_edges"], opts["cache"]
     if not path.is_file():
         raise HgimbError(f"graph file {path} not found; give a .graphml, .gexf or edge-list file")
     table = Path(opts["nodes"]).expanduser() if opts["nodes"] else None
@@ -538,7 +535,8 @@ def load_networkx_file(path: str | os.PathLike, name: Optional[str] = None, **op
     return task
 
 
-@PREFIXES.register("nx", "a NetworkX graph file: nx:<file.graphml|.gexf|edge list> (attributes node_type, y, x, edge_type; docs/interop.md)")
+@register_prefix("nx", "a NetworkX graph file: nx:<file.graphml|.gexf|edge list> (attributes node_type, y, x, edge_type; docs/interop.md)",
+                 PARAMS)
 def load_nx_prefix(root, path: str, **options) -> Task:
     """``nx:<file>``: a relative path is tried from the working directory, then from the data root."""
     return load_networkx_file(resolve_path(root, path), name=f"nx:{path}", **options)

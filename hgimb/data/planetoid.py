@@ -22,7 +22,8 @@ import torch
 from torch_geometric.data import HeteroData
 
 from ..errors import HgimbError
-from .download import PLANETOID_EXTS, PLANETOID_NAMES, download, loader_options, missing_data_error, source_page
+from .download import download as fetch
+from .download import DOWNLOAD, NORMALIZE, PLANETOID_EXTS, PLANETOID_NAMES, missing_data_error, source_page
 from .registry import register_named
 from .task import Task
 
@@ -85,17 +86,17 @@ def read_planetoid(folder: str | Path, name: str, normalize: bool = False) -> Ta
 
 
 def _register_named(name: str):
-    def loader(root, **options) -> Task:
-        opts = loader_options(name, options, {"download": False, "normalize": False})
+    def loader(root, download: bool, normalize: bool) -> Task:
         folder = Path(root).expanduser() / "planetoid"
         present = all((folder / f"ind.{name}.{ext}").is_file() for ext in PLANETOID_EXTS)
-        if not present and opts["download"]:
-            download(name, Path(root).expanduser())
+        if not present and download:
+            fetch(name, Path(root).expanduser())
         elif not present and not any((folder / f"ind.{name}.{ext}").exists() for ext in PLANETOID_EXTS):
             raise missing_data_error(name, [folder / f"ind.{name}.*"])
-        return read_planetoid(folder, name, normalize=opts["normalize"])  # names the missing files when only some are there
+        return read_planetoid(folder, name, normalize=normalize)  # names the missing files when only some are there
 
-    return register_named(name, loader, f"Planetoid {name} citation graph, public split (<root>/planetoid/ind.{name}.*)")
+    return register_named(name, loader, f"Planetoid {name} citation graph, public split (<root>/planetoid/ind.{name}.*)",
+                          (DOWNLOAD, NORMALIZE))
 
 
 for _name in PLANETOID_NAMES:

@@ -39,13 +39,12 @@ stratified per class, seeded by ``seed`` -- the training set inherits the class-
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
 from ..errors import HgimbError
-from .registry import DATASETS
+from ..params import Param, Range
+from .registry import register_dataset
 from .splits import _stratified
 from .task import Task
 
@@ -59,8 +58,16 @@ SPLIT_FRACTIONS = (0.5, 0.25, 0.25)
 PROFILES = ("long-tail", "step", "balanced")
 MIN_PER_CLASS = 3  # one train, one val and one test movie per class at least
 
-DEFAULTS = dict(num_movies=3000, num_classes=5, profile="long-tail", imbalance=10.0, homophily=0.7,
-                features=True, avg_degree=10.0, seed=0)
+PARAMS = (
+    Param("num_movies", int, 3000, "labelled movie nodes (at least 3 per class)", Range(1)),
+    Param("num_classes", int, 5, "movie classes", Range(2)),
+    Param("profile", str, "long-tail", "class-size profile", choices=PROFILES),
+    Param("imbalance", float, 10.0, "largest / smallest class size", Range(1)),
+    Param("homophily", float, 0.7, "share of edges to a person preferring the movie's class", Range(0, 1)),
+    Param("features", bool, True, "32-dim movie features (else featureless)"),
+    Param("avg_degree", float, 10.0, "mean people per movie", Range(0, low_open=True)),
+    Param("seed", int, 0, "data seed (which graph; the run seed is separate)", Range(0)),
+)
 
 
 def class_sizes(num_movies: int, num_classes: int, profile: str, imbalance: float) -> np.ndarray:
@@ -86,64 +93,6 @@ def _allocate(total: int, weights: np.ndarray, minimum: int) -> np.ndarray:
     while sizes.sum() > total:  # minimums pushed us over: trim the largest (a loop over classes)
         sizes[int(np.argmax(sizes))] -= 1
     return sizes
-
-
-# ---------------------------------------------------------------------------- options
-def _as_int(name, value, minimum):
-    if isinstance(value, str):
-        try:
-            value = float(value.replace("_", ""))  # accepts "3000", "1e6", "1_000"
-        except ValueError:
-            raise HgimbError(f"synthetic option {name}={value!r} must be an integer") from None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) and not (
-            isinstance(value, float) and value.is_integer()):
-        raise HgimbError(f"synthetic option {name}={value!r} must be an integer")
-    if int(value) < minimum:
-        raise HgimbError(f"synthetic option {name}={value} must be >= {minimum}")
-    return int(value)
-
-
-def _as_float(name, value, low, high=math.inf, low_open=False):
-    try:
-        if isinstance(value, bool):
-            raise ValueError
-        value = float(value)
-    except (TypeError, ValueError):
-        raise HgimbError(f"synthetic option {name}={value!r} must be a number") from None
-    if not (value > low if low_open else value >= low) or not value <= high:
-        bracket = "(" if low_open else "["
-        raise HgimbError(f"synthetic option {name}={value} must be in {bracket}{low}, {high}]")
-    return value
-
-
-def _as_bool(name, value):
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise HgimbError(f"synthetic option {name}={value!r} must be true or false")
-
-
-def _parse_options(options: dict) -> dict:
-    unknown = sorted(set(options) - set(DEFAULTS))
-    if unknown:
-        raise HgimbError(
-            f"unknown synthetic dataset option(s) {', '.join(unknown)}; valid options: {', '.join(DEFAULTS)}"
-        )
-    opts = {**DEFAULTS, **options}
-    opts["num_classes"] = _as_int("num_classes", opts["num_classes"], 2)
-    opts["num_movies"] = _as_int("num_movies", opts["num_movies"], MIN_PER_CLASS * opts["num_classes"])
-    opts["seed"] = _as_int("seed", opts["seed"], 0)
-    if opts["profile"] not in PROFILES:
-        raise HgimbError(f"synthetic option profile={opts['profile']!r} must be one of {', '.join(PROFILES)}")
-    opts["imbalance"] = _as_float("imbalance", opts["imbalance"], 1.0)
-    opts["homophily"] = _as_float("homophily", opts["homophily"], 0.0, 1.0)
-    opts["avg_degree"] = _as_float("avg_degree", opts["avg_degree"], 0.0, low_open=True)
-    opts["features"] = _as_bool("features", opts["features"])
-    return opts
 
 
 # ---------------------------------------------------------------------------- generator
@@ -218,7 +167,10 @@ def generate(num_movies: int = 3000, num_classes: int = 5, profile: str = "long-
     )
 
 
-@DATASETS.register("synthetic", "Freebase-like movie graph with planted imbalanced labels (no files needed)")
+@register_dataset("synthetic", "Freebase-like movie graph with planted imbalanced labels (no files needed)", PARAMS)
 def load_synthetic(root=None, **options) -> Task:
-    """Loader: ``root`` is ignored; options as in the module docstring."""
-    return generate(**_parse_options(options)).validate()
+    """Loader: ``root`` is ignored; options (validated against :data:`PARAMS`) as in the module docstring."""
+    if options["num_movies"] < MIN_PER_CLASS * options["num_classes"]:
+        raise HgimbError(f"dataset 'synthetic': option num_movies must be >= {MIN_PER_CLASS} * num_classes = "
+                         f"{MIN_PER_CLASS * options['num_classes']}, got {options['num_movies']}")
+    return generate(**options).validate()

@@ -6,7 +6,6 @@ Under torchrun every rank runs this; rank 0 alone writes the run directory.
 from __future__ import annotations
 
 import csv
-import inspect
 import json
 import sys
 from dataclasses import dataclass
@@ -16,33 +15,23 @@ from typing import Any, Dict, Optional
 import numpy as np
 import torch
 
-from ..config import RunConfig
-from ..data import dataset_loader, data_root
+from ..config import LOADER_FIELDS, RunConfig
+from ..data.registry import load_configured
 from ..data.task import Task
-from ..errors import HgimbError, warn_data
+from ..errors import warn_data
 from ..metrics import classification_report, minority_class
 from . import distributed
 from .allocator import tune_allocator
 from .outdir import atomic_dir, check_out_dir
 from .trainer import Trainer, TrainOutcome, resolve_device
 
-# RunConfig fields a loader receives when its signature names them (crystal graph options).
-LOADER_FIELDS = ("threshold", "radius", "max_neighbors", "gaussian_step", "skip_bad", "quiet")
-
 
 def load_task(cfg: RunConfig) -> Task:
     """Load the dataset, add requested input features and apply the configured split."""
     from ..data.splits import make_split
 
-    loader, fixed = dataset_loader(cfg.dataset)
-    accepted = inspect.signature(loader).parameters
-    options = dict(cfg.dataset_options)
-    for name in LOADER_FIELDS:
-        if name in accepted:
-            options.setdefault(name, getattr(cfg, name))
-    if cfg.threshold is not None and "threshold" not in accepted:
-        raise HgimbError(f"--threshold applies to datasets with real-valued targets (crystal graphs); '{cfg.dataset}' has class labels")
-    task = loader(data_root(cfg.data_root), **fixed, **options)
+    task = load_configured(cfg.dataset, cfg.data_root, cfg.dataset_options,
+                           **{name: getattr(cfg, name) for name in LOADER_FIELDS})
     if not (cfg.folds and cfg.folds > 1):  # folds are split in run_experiment
         task = make_split(task, split=cfg.split, val_fraction=cfg.val_fraction, train_fraction=cfg.train_fraction,
                           test_fraction=cfg.test_fraction, per_class=cfg.per_class,

@@ -73,11 +73,11 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import HgimbError
+from ..params import Param, Range
 from .base import BatchContext, Remedy, RemedyContext, cross_entropy
 from .losses import log_prior, prior_adjusted_ce
 from .registry import register_remedy
 from .samplers import draw_seed
-from .weights import param_choice, param_float, param_int
 
 TAM_BASES = ("ce", "balanced-softmax")
 TEMP_GAMMA = 0.4  # the authors' code fixes temp_gamma = 0.4 (adjust_output in models/tam.py)
@@ -201,16 +201,17 @@ class TAM(Remedy):
     name = "tam"
     # tam_ prefixes: 'weighted' already has 'beta' and focal 'alpha', and parameters go to every
     # part of a composition that declares them
-    params = {"tam_alpha": 2.5, "tam_beta": 0.5, "tam_temperature": 1.2, "tam_warmup": 5, "base": "balanced-softmax"}
+    spec = (Param("tam_alpha", float, 2.5, "weight of ACM (paper: 2.5)", Range(0)),
+            Param("tam_beta", float, 0.5, "weight of ADM (paper: 0.5)", Range(0)),
+            Param("tam_temperature", float, 1.2, "class-wise temperature phi (paper's temp_phi: 1.2)",
+                  Range(0, low_open=True)),
+            Param("tam_warmup", int, 5, "epochs without margins", Range(0)),
+            Param("base", str, "balanced-softmax", "base loss", choices=TAM_BASES))
 
     def __init__(self, **params: Any):
         super().__init__(**params)
-        self.alpha = param_float(self.name, "tam_alpha", self.p["tam_alpha"], lambda v: v >= 0, "a number >= 0 (paper: 2.5)")
-        self.beta = param_float(self.name, "tam_beta", self.p["tam_beta"], lambda v: v >= 0, "a number >= 0 (paper: 0.5)")
-        self.phi = param_float(self.name, "tam_temperature", self.p["tam_temperature"], lambda v: v > 0,
-                               "a number > 0 (paper's temp_phi: 1.2)")
-        self.warmup = param_int(self.name, "tam_warmup", self.p["tam_warmup"], low=0)
-        self.base = param_choice(self.name, "base", self.p["base"], TAM_BASES)
+        self.alpha, self.beta, self.phi = self.p["tam_alpha"], self.p["tam_beta"], self.p["tam_temperature"]
+        self.warmup, self.base = self.p["tam_warmup"], self.p["base"]
         self.model: Optional[torch.nn.Module] = None
         self.margins: Optional[torch.Tensor] = None  # [n_train, C] for this epoch, None = no margin
         self.margin_epoch: Optional[int] = None  # the epoch the margins were computed for
@@ -320,11 +321,12 @@ class GraphENS(Remedy):
     """GraphENS-style minority synthesis: minority embeddings mixed with sampled target nodes, source label kept (Park et al. ICLR 2022)."""
 
     name = "graphens"
-    params = {"ens_alpha": 2.0}  # lam ~ Beta(ens_alpha, ens_alpha); the GraphENS code uses Beta(2, 2)
+    spec = (Param("ens_alpha", float, 2.0, "lam ~ Beta(ens_alpha, ens_alpha) (the GraphENS code: 2)",
+                  Range(0, low_open=True)),)
 
     def __init__(self, **params: Any):
         super().__init__(**params)
-        self.alpha = param_float(self.name, "ens_alpha", self.p["ens_alpha"], lambda v: v > 0, "a number > 0 (paper: 2)")
+        self.alpha = self.p["ens_alpha"]
 
     def synthesize(self, h, y, rng):
         if y.dtype.is_floating_point:

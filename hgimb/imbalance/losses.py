@@ -15,9 +15,10 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import HgimbError
+from ..params import Param, Range
 from .base import Remedy, RemedyContext, cross_entropy
 from .registry import register_remedy
-from .weights import class_weights, is_none, param_float
+from .weights import class_weights
 
 
 def soft_targets(target: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -67,19 +68,13 @@ class Focal(LossRemedy):
     name = "focal"
     # alpha: None (no alpha), a number in (0, 1) = alpha of the positive class (binary tasks only,
     # 1 - alpha for the negative class; the paper uses 0.25), or "auto" (inverse class frequency)
-    params = {"gamma": 2.0, "alpha": None}
+    spec = (Param("gamma", float, 2.0, "focusing exponent", Range(0)),
+            Param("alpha", float, None, "positive-class weight (binary), auto = inverse frequency, none = no alpha",
+                  Range(0, 1, low_open=True, high_open=True), choices=("auto",), none=True))
 
     def __init__(self, **params: Any):
         super().__init__(**params)
-        self.gamma = param_float(self.name, "gamma", self.p["gamma"], lambda v: v >= 0, "a number >= 0")
-        alpha = self.p["alpha"]
-        if is_none(alpha):
-            self.alpha_mode: Any = None
-        elif isinstance(alpha, str) and alpha.strip().lower() == "auto":
-            self.alpha_mode = "auto"
-        else:
-            self.alpha_mode = param_float(self.name, "alpha", alpha, lambda v: 0 < v < 1,
-                                          "none, 'auto' or a number in (0, 1) (binary tasks)")
+        self.gamma, self.alpha_mode = self.p["gamma"], self.p["alpha"]
         self.alpha: Optional[torch.Tensor] = None
 
     def check(self, ctx: RemedyContext) -> None:
@@ -110,13 +105,12 @@ class PosWeight(LossRemedy):
     """Binary BCE-with-logits on logit1 - logit0 with pos_weight = negatives/positives (PyTorch BCEWithLogitsLoss)."""
 
     name = "pos-weight"
-    params = {"pos_weight": None}  # None: #negatives / #positives in the training split
+    spec = (Param("pos_weight", float, None, "weight of the positive class (none: negatives / positives)",
+                  Range(0, low_open=True), none=True),)
 
     def __init__(self, **params: Any):
         super().__init__(**params)
-        value = self.p["pos_weight"]
-        self.given = None if is_none(value) else param_float(self.name, "pos_weight", value, lambda v: v > 0,
-                                                             "none (= negatives/positives) or a number > 0")
+        self.given = self.p["pos_weight"]
         self.pos_weight: Optional[torch.Tensor] = None
 
     def check(self, ctx: RemedyContext) -> None:
@@ -153,7 +147,6 @@ class BalancedSoftmax(LossRemedy):
     """Balanced softmax: cross-entropy on logits + log prior (Ren et al. NeurIPS 2020)."""
 
     name = "balanced-softmax"
-    params: dict = {}
 
     def loss(self, logits, target, epoch):
         return prior_adjusted_ce(logits, target, log_prior(self.ctx), 1.0, self.class_weight(epoch, logits.device))
@@ -164,11 +157,11 @@ class LogitAdjustedLoss(LossRemedy):
     """Logit-adjusted loss: cross-entropy on logits + tau * log prior (Menon et al. ICLR 2021)."""
 
     name = "logit-adjusted"
-    params = {"tau": 1.0}
+    spec = (Param("tau", float, 1.0, "scale of the log-prior shift (paper: 1.0)", Range(0)),)
 
     def __init__(self, **params: Any):
         super().__init__(**params)
-        self.tau = param_float(self.name, "tau", self.p["tau"], lambda v: v >= 0, "a number >= 0 (paper: 1.0)")
+        self.tau = self.p["tau"]
 
     def loss(self, logits, target, epoch):
         return prior_adjusted_ce(logits, target, log_prior(self.ctx), self.tau, self.class_weight(epoch, logits.device))
@@ -188,12 +181,12 @@ class LDAM(LossRemedy):
     name = "ldam"
     # s scales the margin-shifted logits (the paper's s=30 for a cosine head). The hgimb head is a
     # plain nn.Linear, so s acts as an inverse temperature; with Adam the gradient scale is moot.
-    params = {"max_margin": 0.5, "s": 30.0}
+    spec = (Param("max_margin", float, 0.5, "margin of the rarest class", Range(0)),
+            Param("s", float, 30.0, "logit scale", Range(0, low_open=True)))
 
     def __init__(self, **params: Any):
         super().__init__(**params)
-        self.max_margin = param_float(self.name, "max_margin", self.p["max_margin"], lambda v: v >= 0, "a number >= 0")
-        self.s = param_float(self.name, "s", self.p["s"], lambda v: v > 0, "a number > 0")
+        self.max_margin, self.s = self.p["max_margin"], self.p["s"]
         self.margins: Optional[torch.Tensor] = None
 
     def setup(self, ctx: RemedyContext) -> None:
@@ -213,12 +206,11 @@ class LabelSmoothing(LossRemedy):
     """Label-smoothing cross-entropy, targets (1-eps) y + eps/C (Szegedy et al. CVPR 2016)."""
 
     name = "label-smoothing"
-    params = {"smoothing": 0.1}
+    spec = (Param("smoothing", float, 0.1, "label-smoothing epsilon", Range(0, 1, high_open=True)),)
 
     def __init__(self, **params: Any):
         super().__init__(**params)
-        self.smoothing = param_float(self.name, "smoothing", self.p["smoothing"], lambda v: 0 <= v < 1,
-                                     "a number in [0, 1)")
+        self.smoothing = self.p["smoothing"]
 
     def loss(self, logits, target, epoch):
         num_classes = logits.size(-1)

@@ -16,10 +16,10 @@ from sklearn.metrics import precision_recall_curve
 from torch import nn
 
 from ..errors import HgimbError
+from ..params import Param, Range
 from .base import Remedy, RemedyContext
 from .losses import log_prior
 from .registry import register_remedy
-from .weights import param_float, param_int
 
 
 @register_remedy
@@ -27,7 +27,6 @@ class PriorBias(Remedy):
     """Output bias initialised to the log class priors (TensorFlow 'imbalanced data' tutorial; Lin et al. 2017)."""
 
     name = "prior-bias"
-    params: dict = {}
 
     def init_model(self, model: nn.Module) -> None:
         from ..models.base import classifier_head
@@ -46,11 +45,11 @@ class PosthocLogitAdjust(Remedy):
     """Post-hoc logit adjustment: subtract tau * log prior at inference (Menon et al. ICLR 2021)."""
 
     name = "posthoc-logit-adjust"
-    params = {"tau": 1.0}
+    spec = (Param("tau", float, 1.0, "scale of the log-prior subtracted (paper: 1.0)", Range(0)),)
 
     def __init__(self, **params: Any):
         super().__init__(**params)
-        self.tau = param_float(self.name, "tau", self.p["tau"], lambda v: v >= 0, "a number >= 0 (paper: 1.0)")
+        self.tau = self.p["tau"]
 
     def adjust(self, val_logits, val_y):
         return {"tau": self.tau, "log_prior": log_prior(self.ctx).tolist()}
@@ -153,11 +152,11 @@ class Threshold(Remedy):
     """Decision thresholds tuned on validation: binary F1-optimal threshold, multi-class macro-F1 logit offsets."""
 
     name = "threshold"
-    params = {"max_rounds": 20}  # coordinate-ascent sweeps over the classes (multi-class)
+    spec = (Param("max_rounds", int, 20, "coordinate-ascent sweeps over the classes (multi-class)", Range(1)),)
 
     def __init__(self, **params: Any):
         super().__init__(**params)
-        self.max_rounds = param_int(self.name, "max_rounds", self.p["max_rounds"], low=1)
+        self.max_rounds = self.p["max_rounds"]
         self.offsets: Optional[torch.Tensor] = None
 
     def adjust(self, val_logits, val_y):

@@ -1,18 +1,21 @@
 """Remedy registry: name -> Remedy subclass; ``build_remedy('focal+balanced-sampler')``.
 
 A remedy is a :class:`~hgimb.imbalance.base.Remedy` subclass with a unique ``name``, its declared
-``params`` (name -> default; ``--remedy-param k=v`` goes to whichever part of a composition
-declares ``k``) and the hooks it needs (``check``/``setup`` with the typed
-:class:`~hgimb.imbalance.base.RemedyContext`, ``init_model``, ``train_index``, ``batch`` with the
-step's :class:`~hgimb.imbalance.base.BatchContext`, ``synthesize``, ``loss``, ``adjust``/``apply``:
-see :mod:`hgimb.imbalance.base`). ``@register_remedy`` makes it a ``--remedy`` name; the same
-objects can skip the registry: ``Trainer(task, model, remedy, cfg)``.
+``--remedy-param`` parameters as ``spec`` (:class:`hgimb.params.Param`; registering derives
+``params``, name -> default, from it, and :func:`build_remedy` validates the values before
+constructing the parts, so a remedy reads typed values from ``self.p``; ``--remedy-param k=v``
+goes to whichever part of a composition declares ``k``) and the hooks it needs (``check``/``setup``
+with the typed :class:`~hgimb.imbalance.base.RemedyContext`, ``init_model``, ``train_index``,
+``batch`` with the step's :class:`~hgimb.imbalance.base.BatchContext`, ``synthesize``, ``loss``,
+``adjust``/``apply``: see :mod:`hgimb.imbalance.base`). ``@register_remedy`` makes it a
+``--remedy`` name; the same objects can skip the registry: ``Trainer(task, model, remedy, cfg)``.
 """
 from __future__ import annotations
 
 from typing import Any, Dict, Optional
 
 from ..errors import HgimbError
+from ..params import defaults, validate
 from ..registry import Registry
 from .base import ComposedRemedy, Remedy
 
@@ -20,9 +23,11 @@ REMEDIES: Registry = Registry("remedy")
 
 
 def register_remedy(cls):
-    """Class decorator: registers a Remedy subclass under ``cls.name``."""
+    """Class decorator: registers a Remedy subclass under ``cls.name`` with its declared ``spec``."""
     doc = (cls.__doc__ or "").strip().split("\n")[0]
-    return REMEDIES.register(cls.name, doc)(cls)
+    spec = tuple(getattr(cls, "spec", ()))
+    cls.params = defaults(spec)
+    return REMEDIES.register(cls.name, doc, params=spec)(cls)
 
 
 class NoRemedy(Remedy):
@@ -69,5 +74,7 @@ def build_remedy(spec: str, params: Optional[Dict[str, Any]] = None) -> Composed
         raise HgimbError(
             f"remedy parameter(s) {unknown} not used by remedy '{spec}'; its parameters: {sorted(declared) or 'none'}"
         )
-    parts = [cls(**{k: v for k, v in params.items() if k in cls.params}) for cls in classes]
+    parts = [cls(**validate(REMEDIES.params(cls.name), {k: v for k, v in params.items() if k in cls.params},
+                            f"remedy '{cls.name}'", flag="--remedy-param", noun="parameter"))
+             for cls in classes]
     return ComposedRemedy(parts)

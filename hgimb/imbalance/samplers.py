@@ -18,6 +18,7 @@ from imblearn.under_sampling import RandomUnderSampler
 from imblearn.utils import check_sampling_strategy
 
 from ..errors import HgimbError
+from ..params import Param
 from .base import Remedy, RemedyContext
 from .registry import register_remedy
 
@@ -25,6 +26,9 @@ STRATEGY_NAMES = {
     "over-sampling": ("auto", "minority", "not minority", "not majority", "all"),
     "under-sampling": ("auto", "majority", "not minority", "not majority", "all"),
 }
+# checked when the remedy meets the task (parse_sampling_strategy: class names, binary ratio)
+SAMPLING_STRATEGY = Param("sampling_strategy", None, "auto", "imbalanced-learn sampling_strategy: a name, a ratio "
+                          "(binary) or class:count pairs")
 
 Strategy = Union[str, float, Dict[int, int]]
 
@@ -95,7 +99,6 @@ class BalancedSampler(Remedy):
     """Class-balanced sampling with replacement: every class equally likely each epoch (Kang et al. ICLR 2020)."""
 
     name = "balanced-sampler"
-    params: dict = {}
 
     def setup(self, ctx: RemedyContext) -> None:
         super().setup(ctx)
@@ -112,7 +115,7 @@ class BalancedSampler(Remedy):
 class _Resampler(Remedy):
     kind = "over-sampling"
     sampler_cls: Any = None
-    params = {"sampling_strategy": "auto"}
+    spec = (SAMPLING_STRATEGY,)
 
     def setup(self, ctx: RemedyContext) -> None:
         super().setup(ctx)

@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 from sklearn.neighbors import NearestNeighbors
 
+from ..params import Param, Range
 from .base import Remedy, RemedyContext
 from .registry import register_remedy
-from .samplers import draw_seed, parse_sampling_strategy, resolve_sampling_strategy
-from .weights import param_float, param_int
+from .samplers import SAMPLING_STRATEGY, draw_seed, parse_sampling_strategy, resolve_sampling_strategy
 
 
 @register_remedy
@@ -27,11 +27,11 @@ class SMOTE(Remedy):
     """SMOTE in embedding space: minority embeddings interpolated towards same-class neighbours (GraphSMOTE, Zhao et al. WSDM 2021)."""
 
     name = "smote"
-    params = {"k": 5, "sampling_strategy": "auto"}
+    spec = (Param("k", int, 5, "same-class neighbours to interpolate towards", Range(1)), SAMPLING_STRATEGY)
 
     def __init__(self, **params: Any):
         super().__init__(**params)
-        self.k = param_int(self.name, "k", self.p["k"], low=1)
+        self.k = self.p["k"]
 
     def setup(self, ctx: RemedyContext) -> None:
         super().setup(ctx)
@@ -73,11 +73,11 @@ class Mixup(Remedy):
     name = "mixup"
     # mixup_alpha, not alpha: 'focal+mixup' is a valid combination and focal has its own alpha.
     # 1.0 (lam uniform on [0, 1]) is the mixup paper's CIFAR setting and Remix's (Chou et al. 2020).
-    params = {"mixup_alpha": 1.0}
+    spec = (Param("mixup_alpha", float, 1.0, "lam ~ Beta(mixup_alpha, mixup_alpha)", Range(0, low_open=True)),)
 
     def __init__(self, **params: Any):
         super().__init__(**params)
-        self.alpha = param_float(self.name, "mixup_alpha", self.p["mixup_alpha"], lambda v: v > 0, "a number > 0")
+        self.alpha = self.p["mixup_alpha"]
 
     def synthesize(self, h, y, rng):
         """Originals (one-hot) plus one mixed pair per item: partner from a random permutation, one lam per call."""

@@ -1,5 +1,5 @@
 """Class weighting remedies: ``weighted`` (static class weights) and ``drw`` (deferred
-re-weighting), plus the parameter checks shared by every remedy module.
+re-weighting).
 
 Weights come from the training class counts in the :class:`RemedyContext` only. Every scheme is
 normalised so that the weights average to 1 over the classes (``sum(w) == C``, the
@@ -13,51 +13,18 @@ weighting remedy composes with whichever loss is in use (``weighted+focal``, ``l
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 import torch
 from sklearn.utils.class_weight import compute_class_weight
 
 from ..errors import HgimbError
+from ..params import Param, Range, Rule
 from .base import Remedy, RemedyContext
 from .registry import register_remedy
 
 WEIGHT_SCHEMES = ("inverse", "sqrt-inverse", "effective-number")
-
-
-# ---------------------------------------------------------------------------------- parameters
-# ``--remedy-param name=value`` may hand values over as strings; these helpers coerce and check
-# them once, at construction, with a one-line message naming the remedy, parameter and value.
-
-def _bad(remedy: str, name: str, value: Any, expected: str) -> HgimbError:
-    return HgimbError(f"remedy '{remedy}': parameter {name}={value!r} is invalid; expected {expected}")
-
-
-def is_none(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", ""))
-
-
-def param_float(remedy: str, name: str, value: Any, check: Callable[[float], bool] = lambda v: True,
-                expected: str = "a number") -> float:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise _bad(remedy, name, value, expected) from None
-    if not np.isfinite(out) or not check(out):
-        raise _bad(remedy, name, value, expected)
-    return out
-
-
-def param_int(remedy: str, name: str, value: Any, low: int = 0) -> int:
-    out = param_float(remedy, name, value, lambda v: v == int(v) and v >= low, f"an integer >= {low}")
-    return int(out)
-
-
-def param_choice(remedy: str, name: str, value: Any, choices: Sequence[str]) -> str:
-    if not isinstance(value, str) or value not in choices:
-        raise _bad(remedy, name, value, "one of " + ", ".join(choices))
-    return value
 
 
 # ---------------------------------------------------------------------------------- weights
@@ -92,8 +59,8 @@ def class_weights(counts: torch.Tensor, scheme: str = "inverse", beta: float = 0
     raise HgimbError(f"unknown class-weight scheme '{scheme}'; valid: {', '.join(WEIGHT_SCHEMES)}")
 
 
-def _beta(remedy: str, value: Any) -> float:
-    return param_float(remedy, "beta", value, lambda v: 0 < v < 1, "a number in (0, 1), e.g. 0.999")
+def _beta(default: float) -> Param:
+    return Param("beta", float, default, "effective-number beta (Cui et al.)", Range(0, 1, low_open=True, high_open=True))
 
 
 @register_remedy
@@ -101,12 +68,11 @@ class Weighted(Remedy):
     """Class-weighted loss: inverse, sqrt-inverse or effective-number weights (Cui et al. CVPR 2019)."""
 
     name = "weighted"
-    params = {"scheme": "inverse", "beta": 0.999}
+    spec = (Param("scheme", str, "inverse", "class-weight scheme", choices=WEIGHT_SCHEMES), _beta(0.999))
 
     def __init__(self, **params: Any):
         super().__init__(**params)
-        self.scheme = param_choice(self.name, "scheme", self.p["scheme"], WEIGHT_SCHEMES)
-        self.beta = _beta(self.name, self.p["beta"])
+        self.scheme, self.beta = self.p["scheme"], self.p["beta"]
         self.weight: Optional[torch.Tensor] = None
 
     def setup(self, ctx: RemedyContext) -> None:
@@ -120,14 +86,14 @@ class DeferredReweighting(Remedy):
     """Deferred re-weighting: effective-number class weights from epoch drw_epoch on (Cao et al. NeurIPS 2019)."""
 
     name = "drw"
-    # drw_epoch: an epoch number (>= 1), or a fraction (< 1) of the run's epochs; beta as in the paper
-    params = {"drw_epoch": 0.8, "beta": 0.9999}
+    spec = (Param("drw_epoch", float, 0.8, "epoch the re-weighting starts: a number, or a fraction of the epochs",
+                  Rule(lambda v: v > 0 and (v < 1 or v == int(v)),
+                       "an epoch number >= 1 or a fraction of the epochs in (0, 1)")),
+            _beta(0.9999))  # beta as in the paper
 
     def __init__(self, **params: Any):
         super().__init__(**params)
-        self.beta = _beta(self.name, self.p["beta"])
-        self._drw_epoch = param_float(self.name, "drw_epoch", self.p["drw_epoch"], lambda v: v > 0 and (v < 1 or v == int(v)),
-                                      "an epoch number >= 1 or a fraction of the epochs in (0, 1)")
+        self.beta, self._drw_epoch = self.p["beta"], self.p["drw_epoch"]
         self.switch_epoch: Optional[int] = None
         self.weight: Optional[torch.Tensor] = None
 

@@ -31,6 +31,7 @@ from torch_geometric.nn import CGConv
 
 from ..errors import HgimbError
 from .base import GraphModel, ModelConfig
+from ..params import Param, Range
 from .registry import register_model
 
 _POOLS = ("mean", "add", "max")
@@ -60,15 +61,16 @@ def _input_dims(task) -> tuple[int, int]:
     return int(first.x.size(-1)), int(first.edge_attr.size(-1))
 
 
-def _options(cfg: ModelConfig, model: str, defaults: dict) -> dict:
-    unknown = sorted(set(cfg.options) - set(defaults))
-    if unknown:
-        raise HgimbError(f"model '{model}' does not take option(s) {', '.join(unknown)}; "
-                         f"valid options: {', '.join(sorted(defaults))}")
-    opts = {**defaults, **cfg.options}
-    if opts.get("pool") not in _POOLS:
-        raise HgimbError(f"model '{model}': option pool must be one of {', '.join(_POOLS)}, got {opts.get('pool')!r}")
-    return opts
+POOL = Param("pool", str, "mean", "readout over a crystal's atoms", choices=tuple(_POOLS))
+CGCNN_PARAMS = (  # --model-option parameters
+    Param("fc_hidden", int, 128, "width of the layers after pooling", Range(1)),
+    Param("fc_layers", int, 1, "layers after pooling (1 = conv_to_fc only)", Range(1)),
+    POOL,
+    Param("batch_norm", bool, True, "batch norm in the convolutions"),
+    Param("globals", str, "concat", "per-crystal features (data.u): concat to the pooled embedding or ignore",
+          choices=("concat", "none")),
+    Param("global_hidden", int, 64, "width of the per-crystal feature branch", Range(1)),
+)
 
 
 class FactoredCGConv(CGConv):
@@ -175,21 +177,14 @@ class CrystalGAT(GraphModel):
 @register_model("cgcnn", kinds=("graph",), help="CGCNN (PyG CGConv) for crystal graphs",
                 # CGCNN's reference settings at this data size (3 conv layers, no dropout, mini-batches of 64)
                 defaults={"layers": 3, "dropout": 0.0, "lr": 0.003, "weight_decay": 0.0, "batch_size": 64,
-                          "epochs": 60, "patience": 20})
+                          "epochs": 60, "patience": 20},
+                params=CGCNN_PARAMS)
 def build_cgcnn(task, cfg: ModelConfig) -> CGCNN:
     node_dim, edge_dim = _input_dims(task)
-    opts = _options(cfg, "cgcnn", {"fc_hidden": 128, "fc_layers": 1, "pool": "mean", "batch_norm": True,
-                                   "globals": "concat", "global_hidden": 64})
-    for key in ("fc_hidden", "fc_layers", "global_hidden"):
-        if int(opts[key]) < 1:
-            raise HgimbError(f"model 'cgcnn': option {key} must be >= 1, got {opts[key]}")
-    if opts["globals"] not in ("concat", "none"):
-        raise HgimbError(f"model 'cgcnn': option globals must be concat or none, got {opts['globals']!r}")
-    stats = global_feature_stats(task) if opts["globals"] == "concat" else None
+    opts = dict(cfg.options)
+    stats = global_feature_stats(task) if opts.pop("globals") == "concat" else None
     return CGCNN(node_dim, edge_dim, task.num_classes, atom_fea_len=cfg.hidden, n_conv=cfg.layers,
-                 fc_hidden=int(opts["fc_hidden"]), fc_layers=int(opts["fc_layers"]), dropout=cfg.dropout,
-                 pool=opts["pool"], batch_norm=bool(opts["batch_norm"]), global_stats=stats,
-                 global_hidden=int(opts["global_hidden"]))
+                 dropout=cfg.dropout, global_stats=stats, **opts)
 
 
 def global_feature_stats(task) -> Optional[tuple]:
@@ -205,9 +200,10 @@ def global_feature_stats(task) -> Optional[tuple]:
     return u.mean(0), torch.where(std > 1e-8, std, torch.ones_like(std))
 
 
-@register_model("gat", kinds=("graph",), help="GAT (PyG GATConv with edge features)")
+@register_model("gat", kinds=("graph",), help="GAT (PyG GATConv with edge features)",
+                params=(POOL, Param("attention_dropout", float, 0.0, "dropout on attention coefficients",
+                                    Range(0, 1, high_open=True))))
 def build_crystal_gat(task, cfg: ModelConfig) -> CrystalGAT:
     node_dim, edge_dim = _input_dims(task)
-    opts = _options(cfg, "gat", {"pool": "mean", "attention_dropout": 0.0})
     return CrystalGAT(node_dim, edge_dim, task.num_classes, hidden=cfg.hidden, layers=cfg.layers, heads=cfg.heads,
-                      dropout=cfg.dropout, pool=opts["pool"], attention_dropout=float(opts["attention_dropout"]))
+                      dropout=cfg.dropout, **cfg.options)

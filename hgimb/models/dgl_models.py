@@ -41,7 +41,8 @@ from torch import nn
 from ..data.dgl_io import import_dgl
 from ..errors import HgimbError
 from .base import GraphModel, HeteroInput, ModelConfig, gather_targets
-from .gat import gat_width  # argument checks shared with the PyG GAT
+from .gat import GAT_PARAMS, gat_width  # options and argument checks shared with the PyG GAT
+from .rgcn import RGCN_PARAMS
 from .registry import register_model
 from .sparse.cache import GraphCache
 from .sparse.dense import dropout
@@ -204,25 +205,16 @@ class DGLGAT(_DGLHeteroModel):
 
 
 @register_model("dgl-rgcn", kinds=("node",), help="RGCN from DGL layers: HeteroGraphConv(GraphConv), per-type self-loop (needs dgl)",
-                options={"input_dropout": 0.0, "use_edge_weight": True})
+                params=RGCN_PARAMS)
 def build_dgl_rgcn(task, cfg: ModelConfig) -> DGLRGCN:
     import_dgl("model 'dgl-rgcn'")
-    return DGLRGCN(
-        task.data, task.target_types, task.num_classes, hidden=cfg.hidden, layers=cfg.layers, dropout=cfg.dropout,
-        input_dropout=float(cfg.options.get("input_dropout", 0.0)),
-        use_edge_weight=bool(cfg.options.get("use_edge_weight", True)),
-    )
+    return DGLRGCN(task.data, task.target_types, task.num_classes, hidden=cfg.hidden, layers=cfg.layers,
+                   dropout=cfg.dropout, **cfg.options)
 
 
 @register_model("dgl-gat", kinds=("node",), help="heterogeneous GAT from DGL layers: HeteroGraphConv(GATConv), per-type skip (needs dgl)",
-                options={"attn_dropout": None, "input_dropout": 0.0, "aggr": "sum", "negative_slope": 0.2})
+                params=GAT_PARAMS)
 def build_dgl_gat(task, cfg: ModelConfig) -> DGLGAT:
     import_dgl("model 'dgl-gat'")
-    opts = cfg.options
-    attn = opts.get("attn_dropout")
-    return DGLGAT(
-        task.data, task.target_types, task.num_classes, hidden=cfg.hidden, layers=cfg.layers, heads=cfg.heads,
-        dropout=cfg.dropout, attn_dropout=None if attn is None else float(attn),
-        input_dropout=float(opts.get("input_dropout", 0.0)), aggr=str(opts.get("aggr", "sum")),
-        negative_slope=float(opts.get("negative_slope", 0.2)),
-    )
+    return DGLGAT(task.data, task.target_types, task.num_classes, hidden=cfg.hidden, layers=cfg.layers,
+                  heads=cfg.heads, dropout=cfg.dropout, **cfg.options)

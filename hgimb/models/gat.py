@@ -30,7 +30,9 @@ from torch_geometric.nn import GATConv, HeteroConv
 
 from ..errors import HgimbError
 from .base import GraphModel, HeteroInput, ModelConfig, gather_targets, needed_node_types, seed_count
+from ..params import Param, Range
 from .registry import register_model
+from .rgcn import INPUT_DROPOUT
 from .fused_gat import hetero_gat
 from .sparse.cache import GraphCache
 from .sparse.dense import dropout
@@ -135,14 +137,15 @@ class HeteroGAT(GraphModel):
         return gather_targets(self.encode_all(data), data, self.target_types)
 
 
+ATTN_DROPOUT = Param("attn_dropout", float, None, "dropout on attention coefficients (default: --dropout)",
+                     Range(0, 1, high_open=True), none=True)
+# --model-option parameters of gat (and dgl-gat)
+GAT_PARAMS = (ATTN_DROPOUT, INPUT_DROPOUT, Param("aggr", str, "sum", "how relations into a type combine", choices=AGGRS),
+              Param("negative_slope", float, 0.2, "LeakyReLU slope of the attention scores", Range(0)))
+
+
 @register_model("gat", kinds=("node",), help="heterogeneous GAT: GATConv per relation in HeteroConv, per-type skip",
-                options={"attn_dropout": None, "input_dropout": 0.0, "aggr": "sum", "negative_slope": 0.2})
+                params=GAT_PARAMS)
 def build_gat(task, cfg: ModelConfig) -> HeteroGAT:
-    opts = cfg.options
-    attn = opts.get("attn_dropout")
-    return HeteroGAT(
-        task.data, task.target_types, task.num_classes, hidden=cfg.hidden, layers=cfg.layers, heads=cfg.heads,
-        dropout=cfg.dropout, attn_dropout=None if attn is None else float(attn),
-        input_dropout=float(opts.get("input_dropout", 0.0)), aggr=str(opts.get("aggr", "sum")),
-        negative_slope=float(opts.get("negative_slope", 0.2)),
-    )
+    return HeteroGAT(task.data, task.target_types, task.num_classes, hidden=cfg.hidden, layers=cfg.layers,
+                     heads=cfg.heads, dropout=cfg.dropout, **cfg.options)

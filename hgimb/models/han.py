@@ -26,6 +26,7 @@ from torch_geometric.utils import add_self_loops, remove_self_loops
 from ..errors import HgimbError
 from .base import GraphModel, gather_targets
 from .metapaths import default_metapaths, metapath_edge_index, metapath_name, parse_metapaths
+from ..params import Param
 from .registry import register_model
 
 
@@ -130,7 +131,8 @@ class HAN(GraphModel):
 
 
 @register_model("han", kinds=("node",), help="HAN (Wang et al. WWW 2019), PyG HANConv over metapath graphs (--metapaths)",
-                options={"metapaths": None},
+                params=(Param("metapaths", None, None, "metapaths (--metapaths; default: the dataset's usual ones)",
+                              none=True),),
                 # the HAN reference code's settings (heads 8, one layer, dropout 0.6, lr 0.005, weight decay 0.001)
                 defaults={"heads": 8, "layers": 1, "dropout": 0.6, "lr": 0.005, "weight_decay": 0.001})
 def build_han(task, cfg):

@@ -26,6 +26,7 @@ from torch_geometric.utils import softmax
 
 from ..errors import HgimbError
 from .base import GraphModel, HeteroInput, gather_targets
+from ..params import Param
 from .registry import register_model
 
 ATTENTION = ("joint", "relation")
@@ -95,12 +96,7 @@ class HGT(GraphModel):
         hidden, heads = int(cfg.hidden), int(cfg.heads)
         if hidden % heads:
             raise HgimbError(f"hgt needs --hidden divisible by --heads (got hidden {hidden}, heads {heads})")
-        options = dict(cfg.options or {})
-        attention = str(options.pop("attention", "joint"))
-        if options:
-            raise HgimbError(f"unknown option(s) {', '.join(sorted(options))} for model 'hgt'; valid: attention")
-        if attention not in ATTENTION:
-            raise HgimbError(f"hgt option attention must be one of {', '.join(ATTENTION)}, got '{attention}'")
+        attention = cfg.options["attention"]  # validated against the registered params
         super().__init__(hidden, task.num_classes)
         self.target_types = list(task.target_types)
         self.dropout = float(cfg.dropout)
@@ -122,7 +118,8 @@ class HGT(GraphModel):
 
 
 @register_model("hgt", kinds=("node",), help="HGT (Hu et al. WWW 2020), PyG HGTConv",
-                options={"attention": "joint"},
+                params=(Param("attention", str, "joint", "attention softmax over all relations or per relation",
+                              choices=ATTENTION),),
                 # the HGT-DGL code behind HGB's numbers: softmax per relation, lr 0.005; node types without
                 # attributes get metapath2vec inputs (with id embeddings HGT stays at the majority class
                 # on Freebase: BENCHMARKS section 4)

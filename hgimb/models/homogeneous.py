@@ -58,6 +58,7 @@ from torch_geometric.utils import coalesce, cumsum, is_undirected, remove_self_l
 
 from ..errors import HgimbError
 from .base import SPARSE_INPUT_MAX_DENSITY, SPARSE_INPUT_MIN_COLUMNS, GraphModel, seed_count
+from ..params import Param
 from .registry import register_model
 from .sparse.attention import HeadCSR, head_spmm
 from .sparse.cache import GraphCache
@@ -68,7 +69,14 @@ STYLES: Dict[str, Dict[str, object]] = {
     "hgimb": {"input_dropout": True, "head": "linear", "weight_decay": "all"},
     "reference": {"input_dropout": False, "head": "conv", "weight_decay": "first-layer"},
 }
-OPTIONS = ("style", "input_dropout", "head", "weight_decay")
+PARAMS = (  # --model-option parameters of gcn, sage and gatconv; none = the style's value
+    Param("style", str, "hgimb", "preset of the three options below", choices=tuple(STYLES)),
+    Param("input_dropout", bool, None, "dropout on the input features (style default)", none=True),
+    Param("head", str, None, "linear head after the convs, or the last conv as the head (style default)",
+          choices=("linear", "conv"), none=True),
+    Param("weight_decay", str, None, "weight decay on all parameters or the first layer only (style default)",
+          choices=("all", "first-layer"), none=True),
+)
 
 
 def _check_one_type(task, name: str) -> str:
@@ -81,23 +89,10 @@ def _check_one_type(task, name: str) -> str:
     return node_types[0]
 
 
-def _options(name: str, options: Dict[str, object]) -> Dict[str, object]:
-    unknown = sorted(set(options) - set(OPTIONS) - {"metapaths"})
-    if unknown:
-        raise HgimbError(f"model '{name}': unknown option(s) {unknown}; valid: {', '.join(OPTIONS)}")
-    style = str(options.get("style", "hgimb"))
-    if style not in STYLES:
-        raise HgimbError(f"model '{name}': style must be one of {', '.join(STYLES)}, got '{style}'")
-    out = dict(STYLES[style])
-    for key in ("input_dropout", "head", "weight_decay"):
-        if key in options:
-            out[key] = options[key]
-    if not isinstance(out["input_dropout"], bool):
-        raise HgimbError(f"model '{name}': input_dropout must be true or false, got {out['input_dropout']!r}")
-    if out["head"] not in ("linear", "conv"):
-        raise HgimbError(f"model '{name}': head must be linear or conv, got '{out['head']}'")
-    if out["weight_decay"] not in ("all", "first-layer"):
-        raise HgimbError(f"model '{name}': weight_decay must be all or first-layer, got '{out['weight_decay']}'")
+def _options(options: Dict[str, object]) -> Dict[str, object]:
+    """The style's settings with the options set explicitly (validated against PARAMS) on top."""
+    out = dict(STYLES[options["style"]])
+    out.update({key: value for key, value in options.items() if key in out and value is not None})
     return out
 
 
@@ -156,7 +151,7 @@ class _SparseInputProduct(torch.autograd.Function):
 class HomogeneousGNN(GraphModel):
     def __init__(self, task, cfg, conv: str):
         node_type = _check_one_type(task, conv)
-        opts = _options(conv, dict(cfg.options))
+        opts = _options(cfg.options)
         hidden, layers = int(cfg.hidden), max(int(cfg.layers), 1)
         heads = int(cfg.heads) if conv == "gatconv" else 1
         if conv == "gatconv" and hidden % heads:
@@ -332,16 +327,19 @@ class HomogeneousGNN(GraphModel):
         return first_rows(h, seed_count(data, self.node_type))
 
 
-@register_model("gcn", kinds=("node",), help="GCN (Kipf & Welling 2017), equal to PyG GCNConv; one node type; style=hgimb|reference")
+@register_model("gcn", kinds=("node",), help="GCN (Kipf & Welling 2017), equal to PyG GCNConv; one node type; style=hgimb|reference",
+                params=PARAMS)
 def build_gcn(task, cfg):
     return HomogeneousGNN(task, cfg, "gcn")
 
 
-@register_model("sage", kinds=("node",), help="GraphSAGE (Hamilton et al. 2017), equal to PyG SAGEConv (mean); one node type; style=hgimb|reference")
+@register_model("sage", kinds=("node",), help="GraphSAGE (Hamilton et al. 2017), equal to PyG SAGEConv (mean); one node type; style=hgimb|reference",
+                params=PARAMS)
 def build_sage(task, cfg):
     return HomogeneousGNN(task, cfg, "sage")
 
 
-@register_model("gatconv", kinds=("node",), help="GAT (Velickovic et al. 2018), equal to PyG GATConv; one node type; style=hgimb|reference")
+@register_model("gatconv", kinds=("node",), help="GAT (Velickovic et al. 2018), equal to PyG GATConv; one node type; style=hgimb|reference",
+                params=PARAMS)
 def build_gatconv(task, cfg):
     return HomogeneousGNN(task, cfg, "gatconv")

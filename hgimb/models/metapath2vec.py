@@ -45,11 +45,27 @@ from ..data.cache import cache_key, load_or_build
 from ..errors import HgimbError
 from .base import GraphModel, seed_count
 from .metapaths import EdgeType, check_metapath, default_metapaths, metapath_name, parse_metapaths
+from ..params import Param, Range, defaults, validate
 from .registry import register_model
 
 CACHE_VERSION = 1
-WALK_DEFAULTS = dict(walk_length=20, context_size=5, walks_per_node=5, num_negative=5,
-                     epochs=1, lr=0.01, batch_walks=2048)
+WALK_PARAMS = (
+    Param("walk_length", int, 20, "steps per random walk", Range(1)),
+    Param("context_size", int, 5, "skip-gram window (nodes)", Range(2)),
+    Param("walks_per_node", int, 5, "walks started at each node", Range(1)),
+    Param("num_negative", int, 5, "negative samples per positive pair", Range(1)),
+    Param("epochs", int, 1, "skip-gram passes over the walks", Range(1)),
+    Param("lr", float, 0.01, "skip-gram Adam learning rate", Range(0, low_open=True)),
+    Param("batch_walks", int, 2048, "walks per skip-gram step", Range(1)),
+)
+WALK_DEFAULTS = defaults(WALK_PARAMS)
+MODEL_PARAMS = (  # --model-option parameters of the metapath2vec model
+    Param("metapaths", None, None, "metapaths to walk (--metapaths; default: one covering metapath)", none=True),
+    Param("dim", int, None, "embedding width per metapath (default: --hidden)", Range(1), none=True),
+    Param("embedding_dim", int, None, "the same as dim", Range(1), none=True),
+    Param("seed", int, None, "walk seed (default: torch's initial seed, the run seed)", Range(0), none=True),
+    *WALK_PARAMS,
+)
 
 
 # ---------------------------------------------------------------------------- walks
@@ -186,10 +202,7 @@ def metapath2vec_embeddings(data, metapath: Sequence[EdgeType], seed: int = 0, d
             f"metapath2vec needs a cyclic metapath (same start and end type), got {metapath_name(metapath)}; "
             f"e.g. {metapath_name(metapath)}-...-{metapath[0][0]}"
         )
-    unknown = sorted(set(params) - set(WALK_DEFAULTS))
-    if unknown:
-        raise HgimbError(f"unknown metapath2vec option(s) {', '.join(unknown)}; valid: {', '.join(WALK_DEFAULTS)}")
-    cfg = {**WALK_DEFAULTS, **params}
+    cfg = validate(WALK_PARAMS, params, "metapath2vec walks", flag="metapath2vec option")
     if cfg["walk_length"] + 1 < cfg["context_size"]:
         raise HgimbError(f"metapath2vec walk_length {cfg['walk_length']} is shorter than context_size {cfg['context_size']} - 1")
 
@@ -263,19 +276,14 @@ class MetaPath2VecModel(GraphModel):
     num_hops = 0  # an item's own (precomputed) embedding row
 
     def __init__(self, task, cfg):
-        options = dict(cfg.options or {})
-        dim = int(options.pop("dim", options.pop("embedding_dim", cfg.hidden)))
-        seed = int(options.pop("seed", torch.initial_seed() % (2 ** 31)))
-        spec = options.pop("metapaths", None)
+        options = dict(cfg.options)  # validated against MODEL_PARAMS by the registry
+        dim = next((d for d in (options.pop("dim"), options.pop("embedding_dim")) if d is not None), cfg.hidden)
+        seed = options.pop("seed")
+        seed = torch.initial_seed() % (2 ** 31) if seed is None else seed
+        spec = options.pop("metapaths")
         # default: the one covering metapath (shares its cache entry with --features metapath2vec)
         paths = [covering_metapath(task.data, task.target)] if not spec else _resolve(task, spec)
-        unknown = sorted(set(options) - set(WALK_DEFAULTS))
-        if unknown:
-            raise HgimbError(
-                f"unknown option(s) {', '.join(unknown)} for model 'metapath2vec'; valid: metapaths, dim, seed, "
-                f"{', '.join(WALK_DEFAULTS)}"
-            )
-        params = options
+        params = options  # the walk parameters
         blocks = []
         for path in paths:
             emb = metapath2vec_embeddings(task.data, path, seed=seed, dim=dim, **params)
@@ -304,7 +312,7 @@ class MetaPath2VecModel(GraphModel):
         return parts[0] if len(parts) == 1 else torch.cat(parts, 0)
 
 
-@register_model("metapath2vec", kinds=("node",),
+@register_model("metapath2vec", kinds=("node",), params=MODEL_PARAMS,
                 help="metapath2vec (Dong et al. KDD 2017) embeddings + logistic regression (--metapaths)",
                 # embedding width 128 and a plain logistic-regression head (configs/hgb/*-metapath2vec.yaml)
                 defaults={"hidden": 128, "dropout": 0.0, "lr": 0.01, "weight_decay": 0.0, "epochs": 300})

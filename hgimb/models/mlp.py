@@ -20,6 +20,7 @@ from torch import nn
 from ..errors import HgimbError
 from .base import GraphModel, ModelConfig, seed_count
 from .registry import register_model
+from .rgcn import INPUT_DROPOUT
 from .sparse.dense import dropout
 
 
@@ -70,7 +71,7 @@ class MLP(GraphModel):
 
 
 @register_model("mlp", kinds=("node",), help="MLP on the target nodes' own features (no structure)",
-                options={"input_dropout": 0.0})
+                params=(INPUT_DROPOUT,))
 def build_mlp(task, cfg: ModelConfig) -> MLP:
     return MLP(task.data, task.target_types, task.num_classes, hidden=cfg.hidden, layers=cfg.layers,
-               dropout=cfg.dropout, input_dropout=float(cfg.options.get("input_dropout", 0.0)))
+               dropout=cfg.dropout, **cfg.options)

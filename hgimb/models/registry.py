@@ -1,9 +1,12 @@
 """Model registry: name -> builder, per task kind.
 
 A builder is ``build(task: Task, cfg: ModelConfig) -> model``, registered with
-``@register_model(name, kinds, help, options=, defaults=)``. One name may have a builder for node
+``@register_model(name, kinds, help, params, defaults=)``. One name may have a builder for node
 tasks and another for graph tasks (``gat`` over a heterogeneous graph, or over crystal graphs);
-asking for a kind a model does not handle is a clear error.
+asking for a kind a model does not handle is a clear error. Each builder declares its
+``--model-option`` parameters (:class:`hgimb.params.Param`); :func:`build_model` validates
+``cfg.options`` against them, so a builder reads every declared option from ``cfg.options``,
+typed and defaulted.
 
 The model it returns is any ``nn.Module`` that follows the model contract of
 :mod:`hgimb.models.base`: ``encode(inputs) -> embeddings`` and ``head(embeddings) -> logits``;
@@ -16,30 +19,35 @@ instead. The same object can skip the registry: ``Trainer(task, model, remedy, c
 """
 from __future__ import annotations
 
+import dataclasses
+
 from ..errors import HgimbError, did_you_mean
+from ..params import validate
 from ..registry import Registry
 
 MODELS: Registry = Registry("model")  # name -> {kind: builder}
 _BUILDERS: dict[tuple[str, str], object] = {}
-_OPTIONS: dict[tuple[str, str], dict] = {}  # (name, kind) -> declared --model-option names and defaults
+_PARAMS: dict[tuple[str, str], tuple] = {}  # (name, kind) -> declared --model-option parameters
 _DEFAULTS: dict[str, dict] = {}  # name -> RunConfig values the model recommends (its paper / reference code)
+# RunConfig fields that reach the builders through ``cfg.options`` (the trainer puts them there);
+# a model that does not declare one ignores it
+FIELD_OPTIONS = ("metapaths",)
 
 
-def register_model(name: str, kinds=("node",), help: str = "", options=None, defaults=None):
-    """Decorator: ``@register_model("rgcn", kinds=("node",))`` on a builder function.
+def register_model(name: str, kinds=("node",), help: str = "", params=(), defaults=None):
+    """Decorator: ``@register_model("rgcn", kinds=("node",), params=(Param(...), ...))`` on a builder.
 
-    ``options``: the model's ``--model-option`` names with their defaults; other names are refused
-    in :func:`build_model` (``None``: the builder checks its options itself). ``defaults``: RunConfig
-    values (``lr``, ``heads``, ... and ``model_options``) that replace the global defaults when this
-    model is named and the user did not set them (:func:`model_defaults`)."""
+    ``params``: the model's ``--model-option`` parameters; :func:`build_model` refuses other names
+    and checks the values. ``defaults``: RunConfig values (``lr``, ``heads``, ... and
+    ``model_options``) that replace the global defaults when this model is named and the user did
+    not set them (:func:`model_defaults`)."""
 
     def deco(builder):
         for kind in kinds:
             if (name, kind) in _BUILDERS:
                 raise RuntimeError(f"model '{name}' registered twice for {kind} tasks")
             _BUILDERS[(name, kind)] = builder
-            if options is not None:
-                _OPTIONS[(name, kind)] = dict(options)
+            _PARAMS[(name, kind)] = tuple(params)
         if defaults:
             _DEFAULTS.setdefault(name, {}).update(defaults)
         if name not in MODELS:
@@ -56,21 +64,19 @@ def model_defaults(name: str) -> dict:
     return dict(_DEFAULTS.get(name, {}))
 
 
-def model_options(name: str, kind: str):
-    """Declared ``--model-option`` names -> defaults, or None when the model checks its own."""
+def model_params(name: str, kind: str) -> tuple:
+    """The declared ``--model-option`` parameters of model ``name`` for ``kind`` tasks."""
     from . import _load_all  # noqa: F401
 
-    return _OPTIONS.get((name, kind))
+    return _PARAMS.get((name, kind), ())
 
 
-def check_model_options(name: str, kind: str, options) -> None:
-    declared = model_options(name, kind)
-    if declared is None:
-        return
-    unknown = sorted(set(options or {}) - set(declared) - {"metapaths"})  # metapaths: the --metapaths field
-    if unknown:
-        valid = ", ".join(f"{k} (default {v})" for k, v in sorted(declared.items())) or "none"
-        raise HgimbError(f"unknown --model-option {', '.join(unknown)} for model '{name}'; its options: {valid}")
+def check_model_options(name: str, kind: str, options) -> dict:
+    """``options`` validated against the declaration: every declared option, typed and defaulted."""
+    spec = model_params(name, kind)
+    declared = {p.name for p in spec}
+    given = {k: v for k, v in (options or {}).items() if k in declared or k not in FIELD_OPTIONS}
+    return validate(spec, given, f"model '{name}'", flag="--model-option")
 
 
 def model_kinds(name: str) -> list[str]:
@@ -92,5 +98,5 @@ def build_model(name: str, task, cfg):
             f"model '{name}' does not handle {task.kind} tasks; models for {task.kind} tasks: "
             f"{', '.join(models_for(task.kind))}"
         )
-    check_model_options(name, task.kind, cfg.options)
-    return builder(task, cfg)
+    options = check_model_options(name, task.kind, cfg.options)
+    return builder(task, dataclasses.replace(cfg, options=options))

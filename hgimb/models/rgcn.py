@@ -30,6 +30,7 @@ from torch_geometric.nn.inits import glorot
 
 from ..errors import HgimbError
 from .base import GraphModel, HeteroInput, ModelConfig, gather_targets, needed_node_types, seed_count
+from ..params import Param, Range
 from .registry import register_model
 from .sparse.cache import GraphCache
 from .sparse.csr import FixedAdjacency, spmm_add
@@ -185,11 +186,13 @@ class RGCN(GraphModel):
         return gather_targets(self.encode_all(data), data, self.target_types)
 
 
+INPUT_DROPOUT = Param("input_dropout", float, 0.0, "dropout on the input features", Range(0, 1, high_open=True))
+# --model-option parameters of rgcn (and dgl-rgcn)
+RGCN_PARAMS = (INPUT_DROPOUT, Param("use_edge_weight", bool, True, "weighted mean over edges that carry weights"))
+
+
 @register_model("rgcn", kinds=("node",), help="relational GCN: per-relation mean aggregation, per-type self-loop (fast CSR)",
-                options={"input_dropout": 0.0, "use_edge_weight": True})
+                params=RGCN_PARAMS)
 def build_rgcn(task, cfg: ModelConfig) -> RGCN:
-    return RGCN(
-        task.data, task.target_types, task.num_classes, hidden=cfg.hidden, layers=cfg.layers, dropout=cfg.dropout,
-        input_dropout=float(cfg.options.get("input_dropout", 0.0)),
-        use_edge_weight=bool(cfg.options.get("use_edge_weight", True)),
-    )
+    return RGCN(task.data, task.target_types, task.num_classes, hidden=cfg.hidden, layers=cfg.layers,
+                dropout=cfg.dropout, **cfg.options)

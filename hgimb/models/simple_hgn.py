@@ -47,8 +47,8 @@ from torch import nn
 from torch_geometric.index import index2ptr
 from torch_geometric.utils import add_self_loops, remove_self_loops, softmax
 
-from ..errors import HgimbError
 from .base import GraphModel, HeteroInput, seed_count
+from ..params import Param, Range
 from .registry import register_model
 from .sparse.attention import HeadCSR, head_spmm
 from .sparse.dense import dropout, narrow_mm
@@ -248,6 +248,15 @@ def homogeneous_view(data, edge_types) -> Tuple[AttentionGraph, Dict[str, int]]:
 
 OUTPUTS = ("hgb", "linear")
 INPUT_INITS = ("hgb", "default")
+PARAMS = (  # --model-option parameters
+    Param("edge_dim", int, 64, "edge-type embedding width", Range(1)),
+    Param("beta", float, 0.05, "attention residual weight", Range(0, 1)),
+    Param("negative_slope", float, 0.05, "LeakyReLU slope of the attention scores", Range(0)),
+    Param("attn_dropout", float, None, "dropout on attention coefficients (default: --dropout)",
+          Range(0, 1, high_open=True), none=True),
+    Param("output", str, "hgb", "hgb: last layer outputs the classes (HGB); linear: a linear head", choices=OUTPUTS),
+    Param("input_init", str, "hgb", "input projection initialisation: HGB's or HeteroInput's", choices=INPUT_INITS),
+)
 
 
 class NormalisedLogits(nn.Linear):
@@ -273,22 +282,15 @@ class SimpleHGN(GraphModel):
         return len(self.convs) + 1
 
     def __init__(self, task, cfg):
-        options = cfg.options or {}
+        options = cfg.options  # validated against PARAMS by the registry
         hidden, heads = int(cfg.hidden), int(cfg.heads)
-        self_output = str(options.get("output", "hgb"))
-        if self_output not in OUTPUTS:
-            raise HgimbError(f"model 'simple-hgn': --model-option output={self_output} is not one of {', '.join(OUTPUTS)}")
-        input_init = str(options.get("input_init", "hgb"))
-        if input_init not in INPUT_INITS:
-            raise HgimbError(f"model 'simple-hgn': --model-option input_init={input_init} is not one of {', '.join(INPUT_INITS)}")
+        self_output, input_init = options["output"], options["input_init"]
         super().__init__(task.num_classes if self_output == "hgb" else hidden, task.num_classes)
         self.output, self.input_init = self_output, input_init
         self.target_types = list(task.target_types)
         self.edge_types = list(task.data.edge_types)
-        edge_dim = int(options.get("edge_dim", 64))
-        beta = float(options.get("beta", 0.05))
-        slope = float(options.get("negative_slope", 0.05))
-        attn_dropout = float(options.get("attn_dropout", cfg.dropout))
+        edge_dim, beta, slope = options["edge_dim"], options["beta"], options["negative_slope"]
+        attn_dropout = cfg.dropout if options["attn_dropout"] is None else options["attn_dropout"]
         num_edge_types = len(self.edge_types) + 1  # + self-loop type
         self.input = HeteroInput(task.data, hidden)
         self.convs = nn.ModuleList()
@@ -347,8 +349,7 @@ class SimpleHGN(GraphModel):
 
 
 @register_model("simple-hgn", kinds=("node",), help="Simple-HGN (Lv et al. KDD 2021): GAT with edge-type attention, residuals, L2 norm",
-                options={"edge_dim": 64, "beta": 0.05, "negative_slope": 0.05, "attn_dropout": None, "output": "hgb",
-                         "input_init": "hgb"},
+                params=PARAMS,
                 # HGB's run settings for Simple-HGN (its run_new.py defaults; early stopping on val loss)
                 defaults={k: HGB_DEFAULTS["_all"][k] for k in ("hidden", "heads", "layers", "dropout", "lr", "weight_decay",
                                                                "epochs", "patience")} | {"monitor": "loss"})

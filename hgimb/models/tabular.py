@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ..errors import HgimbError
+from ..params import Param, Range, Rule
 from .base import ModelConfig
 from .registry import register_model
 
@@ -80,103 +81,65 @@ class FittedModel(nn.Module):
         raise RuntimeError(f"model '{self.name}' is a fitted model: use fit/predict_proba")
 
 
-def _options(cfg: ModelConfig, model: str, defaults: Dict[str, Any]) -> Dict[str, Any]:
-    unknown = sorted(set(cfg.options) - set(defaults))
-    if unknown:
-        raise HgimbError(f"model '{model}' does not take option(s) {', '.join(unknown)}; "
-                         f"valid options: {', '.join(sorted(defaults))}")
-    return {**defaults, **cfg.options}
-
-
-def _positive_int(model: str, opts: Dict[str, Any], key: str, allow_none: bool = False):
-    value = opts[key]
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise HgimbError(f"model '{model}': option {key} must be an integer >= 1{' or none' if allow_none else ''}, "
-                         f"got {value!r}")
-    return value
-
-
-def _positive_float(model: str, opts: Dict[str, Any], key: str) -> float:
-    value = opts[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
-        raise HgimbError(f"model '{model}': option {key} must be a number > 0, got {value!r}")
-    return float(value)
-
-
-def _max_features(model: str, value):
-    if value in ("sqrt", "log2", None) or (isinstance(value, float) and 0 < value <= 1):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-        return value
-    raise HgimbError(f"model '{model}': option max_features must be sqrt, log2, none, a fraction in (0, 1] "
-                     f"or an integer >= 1, got {value!r}")
+FOREST_PARAMS = (  # --model-option parameters of random-forest and extra-trees (scikit-learn's names)
+    Param("n_estimators", int, 500, "trees", Range(1)),
+    Param("max_features", None, "sqrt", "features tried per split",
+          Rule(lambda v: v in ("sqrt", "log2", None) or (isinstance(v, float) and 0 < v <= 1)
+               or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
+               "sqrt, log2, none, a fraction in (0, 1] or an integer >= 1")),
+    Param("min_samples_leaf", int, 1, "samples per leaf", Range(1)),
+    Param("max_depth", int, None, "tree depth (none: unlimited)", Range(1), none=True),
+)
+HIST_GB_PARAMS = (
+    Param("learning_rate", float, 0.05, "shrinkage", Range(0, low_open=True)),
+    Param("max_iter", int, 1000, "boosting iterations (early-stopped on validation)", Range(1)),
+    Param("max_leaf_nodes", int, 15, "leaves per tree", Range(1)),
+    Param("min_samples_leaf", int, 10, "samples per leaf", Range(1)),
+    Param("l2_regularization", float, 1.0, "L2 penalty on leaf values", Range(0)),
+    Param("n_iter_no_change", int, 50, "early-stopping patience (iterations)", Range(1)),
+    Param("max_features", float, 0.5, "share of features tried per split", Range(0, 1, low_open=True)),
+)
+LOGISTIC_PARAMS = (
+    Param("C", float, 1.0, "inverse L2 regularisation strength", Range(0, low_open=True)),
+    Param("max_iter", int, 5000, "solver iterations", Range(1)),
+)
 
 
 def _forest(kind: str):
     def build(task, cfg: ModelConfig) -> FittedModel:
         from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 
-        opts = _options(cfg, kind, {"n_estimators": 500, "max_features": "sqrt", "min_samples_leaf": 1,
-                                    "max_depth": None})
-        n_estimators = _positive_int(kind, opts, "n_estimators")
-        leaf = _positive_int(kind, opts, "min_samples_leaf")
-        depth = _positive_int(kind, opts, "max_depth", allow_none=True)
-        features = _max_features(kind, opts["max_features"])
         cls = RandomForestClassifier if kind == "random-forest" else ExtraTreesClassifier
-        return FittedModel(kind, lambda seed: cls(n_estimators=n_estimators, max_features=features,
-                                                  min_samples_leaf=leaf, max_depth=depth, n_jobs=1,
-                                                  random_state=seed))
+        return FittedModel(kind, lambda seed: cls(**cfg.options, n_jobs=1, random_state=seed))
 
     return build
 
 
 # the descriptors of the crystal leaderboard (BENCHMARKS section 2) unless --features says otherwise
 TABULAR_DEFAULTS = {"features": "magpie"}
-register_model("random-forest", kinds=("graph",), defaults=TABULAR_DEFAULTS,
+register_model("random-forest", kinds=("graph",), defaults=TABULAR_DEFAULTS, params=FOREST_PARAMS,
                help="random forest (scikit-learn, 500 trees) on per-crystal features (--features)")(_forest("random-forest"))
-register_model("extra-trees", kinds=("graph",), defaults=TABULAR_DEFAULTS,
+register_model("extra-trees", kinds=("graph",), defaults=TABULAR_DEFAULTS, params=FOREST_PARAMS,
                help="extremely randomised trees (scikit-learn, 500 trees) on per-crystal features")(_forest("extra-trees"))
 
 
-@register_model("hist-gb", kinds=("graph",), defaults=TABULAR_DEFAULTS,
+@register_model("hist-gb", kinds=("graph",), defaults=TABULAR_DEFAULTS, params=HIST_GB_PARAMS,
                 help="histogram gradient boosting (scikit-learn), early-stopped on validation, per-crystal features")
 def build_hist_gb(task, cfg: ModelConfig) -> FittedModel:
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    opts = _options(cfg, "hist-gb", {"learning_rate": 0.05, "max_iter": 1000, "max_leaf_nodes": 15,
-                                     "min_samples_leaf": 10, "l2_regularization": 1.0, "n_iter_no_change": 50,
-                                     "max_features": 0.5})
-    lr = _positive_float("hist-gb", opts, "learning_rate")
-    max_iter = _positive_int("hist-gb", opts, "max_iter")
-    leaves = _positive_int("hist-gb", opts, "max_leaf_nodes")
-    leaf = _positive_int("hist-gb", opts, "min_samples_leaf")
-    patience = _positive_int("hist-gb", opts, "n_iter_no_change")
-    l2 = float(opts["l2_regularization"])
-    if not np.isfinite(l2) or l2 < 0:
-        raise HgimbError(f"model 'hist-gb': option l2_regularization must be >= 0, got {opts['l2_regularization']!r}")
-    fraction = opts["max_features"]
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
-        raise HgimbError(f"model 'hist-gb': option max_features must be a fraction in (0, 1], got {fraction!r}")
     # early stopping on hgimb's validation split (passed as X_val): the analogue of the GNNs'
     # best-epoch selection; without one, scikit-learn's internal 10% hold-out
     return FittedModel("hist-gb", lambda seed: HistGradientBoostingClassifier(
-        learning_rate=lr, max_iter=max_iter, max_leaf_nodes=leaves, min_samples_leaf=leaf,
-        l2_regularization=l2, max_features=float(fraction), early_stopping=True, n_iter_no_change=patience,
-        random_state=seed), uses_validation=True)
+        **cfg.options, early_stopping=True, random_state=seed), uses_validation=True)
 
 
-@register_model("logistic", kinds=("graph",), defaults=TABULAR_DEFAULTS,
+@register_model("logistic", kinds=("graph",), defaults=TABULAR_DEFAULTS, params=LOGISTIC_PARAMS,
                 help="logistic regression on standardised per-crystal features (scikit-learn)")
 def build_logistic(task, cfg: ModelConfig) -> FittedModel:
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
-    opts = _options(cfg, "logistic", {"C": 1.0, "max_iter": 5000})
-    c = _positive_float("logistic", opts, "C")
-    max_iter = _positive_int("logistic", opts, "max_iter")
-
     return FittedModel("logistic", lambda seed: Pipeline([
-        ("scale", StandardScaler()), ("model", LogisticRegression(C=c, max_iter=max_iter, random_state=seed))]))
+        ("scale", StandardScaler()), ("model", LogisticRegression(**cfg.options, random_state=seed))]))
