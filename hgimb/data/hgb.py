@@ -615,8 +615,7 @@ def normalize_count_features(data) -> list:
     embeddings of featureless types, and attention models then barely learn: on ACM's official
     split (seed 0) HAN reached test macro-F1 0.53 after 40 epochs normalised vs 0.91 after 30 raw;
     HGT (lr 5e-3) 0.17 after 40 epochs normalised (training loss flat at ln 3) vs 0.87 raw (5-seed
-    mean); RGCN 0.92 (5-seed mean) normalised vs 0.93 raw (seeds 0-1). (An early RGCN measured 0.60
-    raw, before the sparse input projection and its initialisation; no longer the case.)"""
+    mean); RGCN 0.92 (5-seed mean) normalised vs 0.93 raw (seeds 0-1)."""
     changed = []
     for node_type in data.node_types:
         x = getattr(data[node_type], "x", None)

@@ -110,7 +110,7 @@ class _DGLHeteroModel(GraphModel):
         self.dropout = float(dropout)
         self.input_dropout = float(input_dropout)
         self.input = HeteroInput(data, width)
-        self.convs = nn.ModuleList()  # one HeteroGraphConv per layer (the sampler counts hops from it)
+        self.convs = nn.ModuleList()  # one HeteroGraphConv per layer (num_hops counts them)
         self.skips = nn.ModuleList(nn.ModuleDict({t: nn.Linear(width, width) for t in self.node_types})
                                    for _ in range(layers))
         self.graphs = DGLGraphCache(self.edge_types, self.node_types, weighted)

@@ -21,9 +21,8 @@ skip-gram (``MetaPath2Vec.loss``: one embedding table, positives = nodes at most
 ``context_size - 1`` steps apart on a walk), computed per walk instead of per window (see
 :func:`_train_skipgram`: 4x less memory traffic, which bounds CPU speed) with heterogeneous
 negatives (each negative has the node type of some position of its walk, as in metapath2vec++)
-shared by the positions of a walk. Freebase, default settings: 21 s on the busy 2-core dev
-machine (with OMP_WAIT_POLICY=PASSIVE; 50-110 s without); a logistic regression on the movie embeddings reaches macro-F1 0.56 on the HGB test
-labels (a 2-layer RGCN with id embeddings: about 0.44).
+shared by the positions of a walk. Timings and macro-F1 on Freebase: BENCHMARKS.md section 4
+(OMP_WAIT_POLICY=PASSIVE matters: spinning OpenMP threads slow the walks severalfold).
 
 Embeddings are cached with :func:`hgimb.data.cache.load_or_build`, keyed by the graph's content
 (node counts and the metapath's edge lists), the metapath, the seed, ``dim`` and every walk /
