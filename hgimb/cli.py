@@ -15,7 +15,9 @@ from .errors import HgimbError
 # Fields set through dedicated flags (key=value lists, booleans) rather than the generic mapping.
 KEY_VALUE_FLAGS = DICT_FLAGS
 _BOOLEAN = {"quiet", "skip_bad"}
+_OPTIONAL_VALUE = {"amp": "on"}  # flags whose bare form means this value
 _HELP = {
+    "amp": "mixed precision: --amp (bf16 on CPU, fp16 + gradient scaler on CUDA), --amp bf16|fp16|off",
     "dataset": "dataset name or prefix:path (see the list below)",
     "model": "model name (see the list below)",
     "remedy": "imbalance remedy; combine with + (e.g. focal+balanced-sampler+threshold)",
@@ -53,6 +55,9 @@ def add_run_config_flags(parser: argparse.ArgumentParser, skip=()) -> None:
         if f.name in KEY_VALUE_FLAGS:
             parser.add_argument(KEY_VALUE_FLAGS[f.name], dest=f.name, action="append", metavar="NAME=VALUE",
                                 default=argparse.SUPPRESS, help=f"set one entry of {f.name} (repeatable)")
+        elif f.name in _OPTIONAL_VALUE:  # a bare flag means its "on" value
+            parser.add_argument(flag, dest=f.name, nargs="?", const=_OPTIONAL_VALUE[f.name], default=argparse.SUPPRESS,
+                                help=help_text)
         elif f.name in _BOOLEAN:
             parser.add_argument(flag, dest=f.name, action="store_true", default=argparse.SUPPRESS, help=help_text)
         elif f.name == "plots":

@@ -56,6 +56,7 @@ class RunConfig:
     scheduler: str = "none"  # none | plateau (ReduceLROnPlateau on validation loss, as GraphENS/TAM/GraphSHA)
     batch_size: Optional[int] = None  # graph tasks: graphs per batch; node tasks: seeds per batch
     fanout: str = "10,10"
+    amp: str = "off"  # off | on | bf16 | fp16: mixed precision for the forward pass (hgimb/engine/precision.py)
     sparse_embeddings: str = "auto"  # auto | on | off: row-sparse gradients + lazy Adam for featureless id tables (hgimb/engine/optim.py)
     # remedies
     remedy_params: Dict[str, Any] = field(default_factory=dict)
@@ -170,6 +171,8 @@ class RunConfig:
             raise HgimbError(f"{prefix}--scheduler must be none or plateau, got '{self.scheduler}'")
         if self.optimizer not in ("adam", "adamw", "sgd"):
             raise HgimbError(f"{prefix}--optimizer must be adam, adamw or sgd, got '{self.optimizer}'")
+        if self.amp not in ("off", "on", "bf16", "fp16"):
+            raise HgimbError(f"{prefix}--amp must be off, on, bf16 or fp16, got '{self.amp}'")
         if self.sparse_embeddings not in ("auto", "on", "off"):
             raise HgimbError(f"{prefix}--sparse-embeddings must be auto, on or off, got '{self.sparse_embeddings}'")
         if self.folds not in (0,) and self.folds < 2:

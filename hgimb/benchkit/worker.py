@@ -29,7 +29,7 @@ from .crossfit import crossfit_val_metrics
 
 METRIC_KEYS = tuple(HEADLINE) + ("minority_recall", "minority_precision", "minority_f1", "pr_auc", "roc_auc")
 RUN_KEYS = ("num_classes", "train_class_counts", "best_epoch", "epochs_run", "seconds_per_epoch",
-            "train_seconds", "folds")
+            "train_seconds", "folds", "peak_cuda_mb")
 
 
 def flat_metrics(metrics: Dict[str, Any]) -> Dict[str, Any]:

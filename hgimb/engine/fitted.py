@@ -62,6 +62,9 @@ class FitTrainer:
         """``remedy``: as for :class:`~hgimb.engine.trainer.Trainer` (objects, or None)."""
         from ..imbalance import compose
 
+        if getattr(cfg, "amp", "off") != "off":
+            raise HgimbError(f"--amp applies to models trained by gradient steps; '{cfg.model}' fits in one call: "
+                             "drop --amp")
         self.task, self.cfg, self.model = task, cfg, model
         self.rng, self.ctx = seeded_context(task, cfg, 1, torch.device("cpu"))
         self.remedy = compose(remedy)

@@ -130,12 +130,18 @@ def train_task(task: Task, cfg: RunConfig) -> RunResult:
     from .fitted import FitTrainer, fits_directly
     from .trainer import build_from_config
 
+    device = resolve_device(cfg.device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     model, remedy = build_from_config(cfg, task)
     if fits_directly(model):
         outcome = FitTrainer(task, model, remedy, cfg).fit()
     else:
         outcome = Trainer(task, model, remedy, cfg, progress=_progress(cfg)).fit()
-    return RunResult(cfg, task, outcome, metrics_dict(task, cfg, outcome), None)
+    metrics = metrics_dict(task, cfg, outcome)
+    if device.type == "cuda":  # the peak of tensors this run allocated (data, model, training, evaluation)
+        metrics["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    return RunResult(cfg, task, outcome, metrics, None)
 
 
 def run_experiment(cfg: RunConfig, write: bool = True) -> RunResult:

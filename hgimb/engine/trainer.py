@@ -33,6 +33,7 @@ from ..models import ModelConfig, build_model
 from ..models.base import check_trainable
 from . import distributed, optim
 from .batching import BATCHING, batching_for
+from .precision import Precision
 
 
 def resolve_device(name: str) -> torch.device:
@@ -150,6 +151,10 @@ class Trainer:
         else:
             self.optimizer = make_optimizer(cfg, self.model.parameters(), no_decay)
         self.scheduler = make_scheduler(cfg, self.optimizer)
+        self.precision = Precision(cfg.amp, self.device)
+        if self.world.active and self.precision.scaler is not None:
+            raise HgimbError("--amp with float16 and a gradient scaler is single-process only; under torchrun use "
+                             "--amp bf16")
         self.y = task.y.to(self.device)
 
     @classmethod
@@ -178,16 +183,17 @@ class Trainer:
         total, count = 0.0, 0
         for chunk in self.batching.chunks(items):
             self.optimizer.zero_grad(set_to_none=True)
-            h = self.batching.encode(self.model, chunk)
             target = self.y[chunk.to(self.device)]
             self.remedy.batch(BatchContext(chunk.to(self.device), epoch))
-            synthetic = self.remedy.synthesize(h, target, self.rng)
-            if synthetic is not None:
-                h, target = synthetic
-            loss = self.remedy.loss(self.model.head(h), target, epoch)
+            with self.precision.autocast():
+                h = self.batching.encode(self.model, chunk)
+                synthetic = self.remedy.synthesize(h, target, self.rng)
+                if synthetic is not None:
+                    h, target = synthetic
+                logits = self.model.head(h)
+            loss = self.remedy.loss(logits.float(), target, epoch)
             self._check_finite(loss, epoch)
-            loss.backward()
-            self.optimizer.step()
+            self.precision.backward_step(loss, self.optimizer)
             total += float(loss.detach()) * len(chunk)
             count += len(chunk)
         return total / max(count, 1), count
@@ -231,7 +237,8 @@ class Trainer:
         encoder shares: the full-batch gradient. (DistributedDataParallel is not used: its reducer
         syncs only after its own forward, which ``encode`` / ``head`` called separately bypass.)"""
         self.optimizer.zero_grad(set_to_none=True)
-        h_local = self.batching.encode(self.model, chunk) if chunk.numel() else None
+        with self.precision.autocast():
+            h_local = self.batching.encode(self.model, chunk) if chunk.numel() else None
         y_local = self.y[chunk.to(self.device)]
         h_all, own = distributed.gather_rows(h_local, dtype=self.param_dtype, ndim=2)
         y_all, _ = distributed.gather_rows(y_local, dtype=y_local.dtype, ndim=1)
@@ -242,12 +249,14 @@ class Trainer:
         synthetic = self.remedy.synthesize(h, target, self.rng)  # same draws on every rank
         if synthetic is not None:
             h, target = synthetic
-        loss = self.remedy.loss(self.model.head(h), target, epoch)
+        with self.precision.autocast():
+            logits = self.model.head(h)
+        loss = self.remedy.loss(logits.float(), target, epoch)
         self._check_finite(loss, epoch)  # the same value on every rank: all raise together
         loss.backward()
         distributed.scale_gradients(self.model.parameters(), 1.0 / self.world.size)
         if h_local is not None and h_local.requires_grad and h_all.grad is not None:
-            h_local.backward(h_all.grad[own])
+            h_local.backward(h_all.grad[own].to(h_local.dtype))
         distributed.all_reduce_gradients(self.model.parameters())
         self.optimizer.step()
         return float(loss.detach()), int(y_all.numel())
@@ -261,9 +270,11 @@ class Trainer:
         shard and the logits are gathered to every rank, so every rank sees the same numbers."""
         self.model.eval()
         if not self.world.active:
-            return self.batching.logits(self.model, items)
+            with self.precision.autocast():
+                return self.batching.logits(self.model, items).float()
         mine = distributed.shard(items, self.world)
-        local = self.batching.logits(self.model, mine) if mine.numel() else None
+        with self.precision.autocast():
+            local = self.batching.logits(self.model, mine).float() if mine.numel() else None
         return distributed.gather_rows(local, dtype=self.param_dtype, ndim=2)[0].to(self.device)
 
     # ------------------------------------------------------------------ the loop

@@ -132,6 +132,12 @@ class _DGLHeteroModel(GraphModel):
         raise NotImplementedError
 
     def encode_all(self, data) -> Dict[str, torch.Tensor]:
+        # DGL's GATConv refuses autocast's mix of bfloat16 features and float32 attention: the
+        # DGL models run in float32 under --amp
+        with torch.autocast(self.head.weight.device.type, enabled=False):
+            return self._encode_all(data)
+
+    def _encode_all(self, data) -> Dict[str, torch.Tensor]:
         x = self.input(data)
         x = {t: dropout(h, self.input_dropout, self.training) for t, h in x.items()}
         graph, norm = self.graphs.get(data, next(iter(x.values())).device)

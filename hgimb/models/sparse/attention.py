@@ -135,7 +135,10 @@ def head_spmm(alpha: torch.Tensor, x: torch.Tensor, graph: HeadCSR, base: Option
     shape = (graph.num_dst, graph.heads, x.size(2))
     if base is not None and not _broadcasts_to(base.shape, shape):
         raise ValueError(f"head_spmm: base has shape {tuple(base.shape)}, which does not broadcast to {shape}")
-    if x.dtype != alpha.dtype:
-        alpha = alpha.to(x.dtype)
-    out = _HeadSpMM.apply(alpha.contiguous(), x.contiguous(), base, graph)
-    return out.view(shape)
+    dtype = x.dtype
+    # the kernels run in float32 (CPU's sampled_addmm has no bfloat16 kernel): under --amp the
+    # inputs are widened and the result returns in x's dtype; without it these casts are no-ops
+    with torch.autocast(x.device.type, enabled=False):
+        out = _HeadSpMM.apply(alpha.float().contiguous(), x.float().contiguous(),
+                              None if base is None else base.float(), graph)
+    return out.view(shape).to(dtype)
