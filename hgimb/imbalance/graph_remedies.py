@@ -71,6 +71,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch_geometric.utils import coalesce, remove_self_loops, to_undirected
 
 from ..errors import HgimbError
 from ..params import Param, Range
@@ -84,14 +85,6 @@ TEMP_GAMMA = 0.4  # the authors' code fixes temp_gamma = 0.4 (adjust_output in m
 
 
 # ---------------------------------------------------------------------------------- neighbourhoods
-def _unique_pairs(index: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
-    """Column-deduplicated ``[2, E]`` pairs (relations merged into one 0/1 adjacency)."""
-    if index.numel() == 0:
-        return index.view(2, 0)
-    keys = torch.unique(index[0] * size[1] + index[1])
-    return torch.stack([keys // size[1], keys % size[1]])
-
-
 class NeighbourMean:
     """Mean of a per-item quantity over each item's neighbourhood plus itself (see the module
     docstring): ``agg(P)[i] = (P[i] + sum_{paths i~j} P[j]) / (1 + #paths of i)``.
@@ -123,14 +116,15 @@ class NeighbourMean:
         # direct: [(item, item)] both directions; two-hop: [(item, other node, number of other nodes)]
         self.links: List[Tuple[torch.Tensor, int]] = []
         if direct:
-            ei = torch.cat(direct, 1)
-            ei = torch.cat([ei, ei.flip(0)], 1)  # undirected, as the GCN/SAGE baselines treat the graph
-            ei = ei[:, ei[0] != ei[1]]  # self-loops are added once in __call__
-            self.links.append((_unique_pairs(ei, (n, n)), n))
+            # undirected and deduplicated (relations merged into one 0/1 adjacency), as the GCN/SAGE
+            # baselines treat the graph; self-loops are added once in __call__
+            ei = remove_self_loops(to_undirected(torch.cat(direct, 1), num_nodes=n))[0]
+            self.links.append((ei, n))
         else:
             for other, parts in sorted(via.items()):
                 size = int(task.data[other].num_nodes)
-                self.links.append((_unique_pairs(torch.cat(parts, 1), (n, size)), size))
+                # (item, other node) pairs, deduplicated and sorted by item
+                self.links.append((coalesce(torch.cat(parts, 1), num_nodes=max(n, size)), size))
         ones = torch.ones(n, 1)
         self.count = self._paths(ones)  # [n, 1]: neighbours (direct) or two-hop paths incl. back to self
         self.self_paths = torch.zeros(n, 1)
