@@ -43,6 +43,10 @@ class Precision:
             return contextlib.nullcontext()
         return torch.autocast(self.device_type, dtype=self.dtype)
 
+    def output(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits for the loss and the metrics: float32 under autocast, untouched without it."""
+        return logits.float() if self.enabled else logits
+
     def backward_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
         """``loss.backward()`` then ``optimizer.step()``, through the gradient scaler when there is one."""
         if self.scaler is None:

@@ -191,7 +191,7 @@ class Trainer:
                 if synthetic is not None:
                     h, target = synthetic
                 logits = self.model.head(h)
-            loss = self.remedy.loss(logits.float(), target, epoch)
+            loss = self.remedy.loss(self.precision.output(logits), target, epoch)
             self._check_finite(loss, epoch)
             self.precision.backward_step(loss, self.optimizer)
             total += float(loss.detach()) * len(chunk)
@@ -251,7 +251,7 @@ class Trainer:
             h, target = synthetic
         with self.precision.autocast():
             logits = self.model.head(h)
-        loss = self.remedy.loss(logits.float(), target, epoch)
+        loss = self.remedy.loss(self.precision.output(logits), target, epoch)
         self._check_finite(loss, epoch)  # the same value on every rank: all raise together
         loss.backward()
         distributed.scale_gradients(self.model.parameters(), 1.0 / self.world.size)
@@ -271,10 +271,10 @@ class Trainer:
         self.model.eval()
         if not self.world.active:
             with self.precision.autocast():
-                return self.batching.logits(self.model, items).float()
+                return self.precision.output(self.batching.logits(self.model, items))
         mine = distributed.shard(items, self.world)
         with self.precision.autocast():
-            local = self.batching.logits(self.model, mine).float() if mine.numel() else None
+            local = self.precision.output(self.batching.logits(self.model, mine)) if mine.numel() else None
         return distributed.gather_rows(local, dtype=self.param_dtype, ndim=2)[0].to(self.device)
 
     # ------------------------------------------------------------------ the loop

@@ -121,6 +121,9 @@ def _broadcasts_to(shape, target) -> bool:
         return False
 
 
+HALF = (torch.float16, torch.bfloat16)
+
+
 def head_spmm(alpha: torch.Tensor, x: torch.Tensor, graph: HeadCSR, base: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``out[i, k] = base[i, k] + sum_{e: dst(e)=i} alpha[e, k] * x[src(e), k]``.
 
@@ -135,10 +138,14 @@ def head_spmm(alpha: torch.Tensor, x: torch.Tensor, graph: HeadCSR, base: Option
     shape = (graph.num_dst, graph.heads, x.size(2))
     if base is not None and not _broadcasts_to(base.shape, shape):
         raise ValueError(f"head_spmm: base has shape {tuple(base.shape)}, which does not broadcast to {shape}")
-    dtype = x.dtype
-    # the kernels run in float32 (CPU's sampled_addmm has no bfloat16 kernel): under --amp the
-    # inputs are widened and the result returns in x's dtype; without it these casts are no-ops
-    with torch.autocast(x.device.type, enabled=False):
-        out = _HeadSpMM.apply(alpha.float().contiguous(), x.float().contiguous(),
-                              None if base is None else base.float(), graph)
-    return out.view(shape).to(dtype)
+    if x.dtype in HALF or alpha.dtype in HALF:
+        # --amp: the kernels run in float32 (CPU's sampled_addmm has no bfloat16 kernel); the
+        # result returns in x's dtype
+        with torch.autocast(x.device.type, enabled=False):
+            out = _HeadSpMM.apply(alpha.float().contiguous(), x.float().contiguous(),
+                                  None if base is None else base.float(), graph)
+        return out.view(shape).to(x.dtype)
+    if x.dtype != alpha.dtype:
+        alpha = alpha.to(x.dtype)
+    out = _HeadSpMM.apply(alpha.contiguous(), x.contiguous(), base, graph)
+    return out.view(shape)
