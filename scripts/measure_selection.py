@@ -43,7 +43,6 @@ from hgimb.benchkit.grid import Grid
 ROOT = Path(__file__).resolve().parents[1]
 
 GRID = ROOT / "configs" / "bench" / "selection.yaml"
-STORE = None  # the results.jsonl being read (set in main)
 DOC = ROOT / "BENCHMARKS.md"
 MARK = "selection"
 HEADING = "## Does selection work? Remedy chosen on validation vs the best in hindsight"
@@ -60,33 +59,6 @@ def dataset_configs(grid: Grid, dataset: str, seeds):
     return expand(one)
 
 
-def stored_ids(frame: pd.DataFrame, configs) -> set:  # noqa: ARG001 (frame: kept for callers)
-    """Store run ids of ``configs``. A run id hashes every RunConfig field, so a field added to
-    RunConfig after a run (at its default) changes the id the current code computes; such rows
-    are matched by hashing only the fields the row itself recorded."""
-    import hashlib
-    import json
-
-    from hgimb.benchkit.grid import PRESENTATION
-    from hgimb.config import RunConfig
-
-    from hgimb.benchkit.store import read_rows
-
-    defaults = RunConfig().to_dict()
-    ids = {run_id(c) for c in configs}
-    # the fields each row recorded, from the raw store (a DataFrame gives every row every column)
-    recorded = {tuple(sorted(k for k in row if k in defaults)) for row in read_rows(STORE)} if STORE else set()
-    for keys in recorded:
-        for cfg in configs:
-            values = cfg.to_dict()
-            if any(values[k] != defaults[k] for k in values if k not in keys and k not in PRESENTATION):
-                continue
-            kept = {k: v for k, v in values.items() if k in keys and k not in PRESENTATION}
-            text = json.dumps(kept, sort_keys=True, default=str, separators=(",", ":"))
-            ids.add(hashlib.sha1(text.encode()).hexdigest()[:12])
-    return ids
-
-
 def test_score(frame: pd.DataFrame, metric: str) -> pd.Series:
     binary = pd.to_numeric(frame["num_classes"], errors="coerce") == 2
     if metric == "pr_auc":
@@ -96,10 +68,8 @@ def test_score(frame: pd.DataFrame, metric: str) -> pd.Series:
 
 def summarise(frame: pd.DataFrame, configs, candidates) -> dict | None:
     """The selection numbers of one dataset from its store rows (None without 2 complete seeds)."""
-    ids = stored_ids(frame, configs)
-    rows = frame[frame["run_id"].isin(ids) & (frame["status"] == "ok")]
-    # a run recorded twice under two ids (rerun after a RunConfig field was added): the first counts
-    rows = rows.drop_duplicates(["remedy", "seed"], keep="first")
+    # the store re-keys rows written before a RunConfig field existed, so run ids match them
+    rows = frame[frame["run_id"].isin({run_id(c) for c in configs}) & (frame["status"] == "ok")]
     if rows.empty:
         return None
     metric = default_metric(int(rows["num_classes"].iloc[0]))
@@ -187,10 +157,8 @@ def main(argv=None) -> int:
     parser.add_argument("--no-write", action="store_true", help="print the section; leave BENCHMARKS.md alone")
     parser.add_argument("--stop-at", default=None, help="UTC HH:MM: start no (dataset, seed) round after this time")
     args = parser.parse_args(argv)
-    global STORE
     grid = load_grid(GRID)
     out = args.out or grid.out
-    STORE = Path(out) / "results.jsonl"
     datasets = args.datasets.split(",") if args.datasets else list(grid.axes["dataset"])
     seeds = parse_seeds(args.seeds) if args.seeds else list(grid.axes["seed"])
     if not args.report_only:
@@ -200,10 +168,6 @@ def main(argv=None) -> int:
                     print(f"stop-at {args.stop_at}: not starting {dataset} seed {seed}", flush=True)
                     break
                 configs = dataset_configs(grid, dataset, [seed])
-                store = load_results(out) if Path(out, "results.jsonl").is_file() else pd.DataFrame()
-                if not store.empty:  # runs recorded before a RunConfig field was added count as done
-                    ok = set(store.loc[store["status"] == "ok", "run_id"])
-                    configs = [c for c in configs if not stored_ids(store, [c]) & ok]
                 outcome = run_grid(configs, out, workers=1, quiet=True)
                 print(f"{dataset} seed {seed}: {outcome.ran} ran ({outcome.failed} failed), "
                       f"{outcome.skipped_done} done before", flush=True)
