@@ -20,11 +20,23 @@ BATCHING: Registry = Registry("batching")
 
 @BATCHING.register("full-graph")
 class FullGraph:
-    """Node tasks, full batch: one forward over the whole graph per step."""
+    """Node tasks, full batch: one forward over the whole graph per step. The one strategy
+    that takes a remedy's input-level graph augmentation (``augment`` hook): the step then
+    encodes the augmented graph and returns the chunk's rows followed by the synthetic nodes'."""
 
     def __init__(self, task, cfg, device):
         self.data = task.data.to(device)
         self.device = device
+
+    def augmentable_graph(self):
+        return self.data
+
+    def encode_augmented(self, model, chunk: torch.Tensor, aug) -> torch.Tensor:
+        h = model.encode(aug.data)
+        rows = chunk.to(self.device)
+        if aug.real_rows is not None:
+            rows = aug.real_rows.to(self.device)[rows]
+        return torch.cat([h[rows], h[aug.new_rows.to(self.device)]])
 
     def chunks(self, idx: torch.Tensor) -> List[torch.Tensor]:
         return [idx]

@@ -68,6 +68,9 @@ class FitTrainer:
         self.task, self.cfg, self.model = task, cfg, model
         self.rng, self.ctx = seeded_context(task, cfg, 1, torch.device("cpu"))
         self.remedy = compose(remedy)
+        if self.remedy.augments:
+            raise HgimbError(f"remedy '{self.remedy.name}' augments an input graph; '{cfg.model}' fits per-item "
+                             "features in one call and has none")
         self.remedy.setup(self.ctx)
         self.remedy.init_model(self.model)
 

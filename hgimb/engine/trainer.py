@@ -5,7 +5,8 @@
 ``Trainer.from_config(cfg, task)`` builds both from the registries by name, as the CLI does.
 
 Per epoch: the remedy picks the items (``train_index``) or all training items are shuffled;
-each step encodes a chunk, lets the remedy ``synthesize`` in embedding space, applies the head
+each step encodes a chunk (on the remedy's ``augment``-ed graph if it has one: full-graph only),
+lets the remedy ``synthesize`` in embedding space, applies the head
 and the remedy's ``loss``. Then a validation pass; the best epoch by ``cfg.monitor`` is kept
 (early stopping after ``cfg.patience`` epochs without improvement) and restored at the end.
 Post-hoc calibration is fitted on validation logits only, then applied to every split.
@@ -144,6 +145,14 @@ class Trainer:
         if self.world.active:  # every rank seeded alike already; rank 0's values make it certain
             distributed.broadcast_module(self.model)
         self.batching = BATCHING.get(batching_for(task, cfg))(task, cfg, self.device)
+        if self.remedy.augments:
+            if not hasattr(self.batching, "encode_augmented"):
+                raise HgimbError(f"remedy '{self.remedy.name}' augments the input graph, which needs full-graph "
+                                 f"training of a node task; this run uses {batching_for(task, cfg)} batching"
+                                 + (" (drop --batch-size)" if task.kind == "node" else ""))
+            if self.world.active:
+                raise HgimbError(f"remedy '{self.remedy.name}' augments the input graph, which runs in one process "
+                                 "only; run it without torchrun")
         no_decay = self.model.no_weight_decay() if hasattr(self.model, "no_weight_decay") else ()
         # featureless id tables of sampled subgraphs: row-sparse gradients + lazy Adam (engine/optim.py)
         if optim.configure_sparse(cfg, self.model, minibatch=batching_for(task, cfg) == "neighbor-sampling"):
@@ -184,9 +193,15 @@ class Trainer:
         for chunk in self.batching.chunks(items):
             self.optimizer.zero_grad(set_to_none=True)
             target = self.y[chunk.to(self.device)]
-            self.remedy.batch(BatchContext(chunk.to(self.device), epoch))
+            step = BatchContext(chunk.to(self.device), epoch)
+            self.remedy.batch(step)
+            aug = self.remedy.augment(self.batching.augmentable_graph(), step, self.rng) if self.remedy.augments else None
             with self.precision.autocast():
-                h = self.batching.encode(self.model, chunk)
+                if aug is None:
+                    h = self.batching.encode(self.model, chunk)
+                else:
+                    h = self.batching.encode_augmented(self.model, chunk, aug)
+                    target = torch.cat([target, aug.new_targets.to(self.device, target.dtype)])
                 synthetic = self.remedy.synthesize(h, target, self.rng)
                 if synthetic is not None:
                     h, target = synthetic

@@ -6,7 +6,9 @@ through a :class:`ComposedRemedy` built from ``--remedy a+b+c`` (or from remedy 
 ``Trainer``). Hooks that return ``None`` mean "not mine". At most one part may own each of
 ``loss``, ``train_index`` and ``synthesize`` (two training losses make no sense together: that
 is a clear error, not a silent pick); ``class_weight`` from a weighting remedy is handed to
-whichever loss is in use; post-hoc ``adjust``/``apply`` chain in the order written.
+whichever loss is in use; post-hoc ``adjust``/``apply`` chain in the order written. ``augment``
+(input-level graph augmentation: synthetic nodes with features and edges, or extra edges and
+virtual nodes, before the encoder runs) is exclusive as well.
 
 What a remedy is told is typed: :class:`RemedyContext` once per run (class statistics from the
 training split only, the task, the device), :class:`BatchContext` once per training step (the
@@ -83,6 +85,25 @@ class BatchContext:
     epoch: int  # counted from 0
 
 
+@dataclass
+class GraphAugmentation:
+    """What the ``augment`` hook returns: the graph one training step encodes instead of the
+    task's graph, and the labelled synthetic nodes in it.
+
+    ``data``: the augmented graph (a new ``HeteroData``; the task's graph is never modified).
+    ``real_rows``: for each original item, its row in ``model.encode(data)`` (None: unchanged,
+    i.e. new nodes were appended after every original item).
+    ``new_rows``: rows of the synthetic labelled nodes in ``model.encode(data)``, and
+    ``new_targets`` their hard labels; both empty when the augmentation adds no labelled node
+    (e.g. virtual nodes or edges only). The loss sees the step's real rows first, then these.
+    Build one with :func:`hgimb.imbalance.graph_augment.append_nodes`."""
+
+    data: Any
+    new_rows: torch.Tensor
+    new_targets: torch.Tensor
+    real_rows: Optional[torch.Tensor] = None
+
+
 class Remedy:
     """Base class. Subclasses set ``name`` and ``params`` (declared parameters with defaults;
     ``--remedy-param name=value`` overrides them) and override the hooks they need."""
@@ -120,6 +141,12 @@ class Remedy:
         """Called once per training step, before ``synthesize`` and ``loss`` see its rows:
         ``step.items`` says which item each row is, so a remedy that needs to know (``tam``)
         reads it here instead of owning ``train_index``."""
+
+    def augment(self, data: Any, step: BatchContext, rng: torch.Generator) -> Optional[GraphAugmentation]:
+        """Full-graph node tasks: the graph this step encodes instead of ``data`` (the task's
+        graph, on the training device; never modify it), with any labelled synthetic nodes in it,
+        or None for this step. Called before ``synthesize``; see :class:`GraphAugmentation`."""
+        return None
 
     def synthesize(self, h: torch.Tensor, y: torch.Tensor, rng: torch.Generator
                    ) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
@@ -162,7 +189,7 @@ def cross_entropy(logits: torch.Tensor, target: torch.Tensor,
 class ComposedRemedy:
     """Several remedies acting as one; what the trainer talks to."""
 
-    EXCLUSIVE = ("loss", "train_index", "synthesize")
+    EXCLUSIVE = ("loss", "train_index", "synthesize", "augment")
 
     def __init__(self, parts: List[Remedy]):
         self.parts = parts
@@ -171,7 +198,7 @@ class ComposedRemedy:
             owners = [p.name for p in parts if p.owns(hook)]
             if len(owners) > 1:
                 what = {"loss": "the training loss", "train_index": "which samples feed an epoch",
-                        "synthesize": "synthetic samples"}[hook]
+                        "synthesize": "synthetic samples", "augment": "how the input graph is augmented"}[hook]
                 raise HgimbError(
                     f"remedies {' and '.join(repr(o) for o in owners)} both decide {what}; combine at most one of them"
                 )
@@ -199,6 +226,14 @@ class ComposedRemedy:
     def batch(self, step: BatchContext) -> None:
         for part in self.parts:  # not exclusive: every part may look at the ids
             part.batch(step)
+
+    @property
+    def augments(self) -> bool:
+        return self._owner("augment") is not None
+
+    def augment(self, data, step: BatchContext, rng) -> Optional[GraphAugmentation]:
+        owner = self._owner("augment")
+        return owner.augment(data, step, rng) if owner else None
 
     def synthesize(self, h, y, rng):
         owner = self._owner("synthesize")
