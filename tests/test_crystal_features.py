@@ -220,3 +220,42 @@ def test_diagnose_thresholds_table(tmp_path, capsys):
     assert out[2].split()[:5] == ["300", "3", "3", "50.0%", "1.0:1"]
     assert out[3].split()[:5] == ["800", "5", "1", "16.7%", "5.0:1"]
     assert main([f"crystal:{d}", "--thresholds", "300", "--threshold", "5"]) == 2
+
+
+@pytest.mark.parametrize("model", ["random-forest", "hist-gb", "logistic"])
+def test_refit_on_train_and_validation(crystal_task, model):
+    """refit=true: validation outputs and the threshold stay the first model's; test is scored by
+    an estimator fitted on train + validation with what validation selected."""
+    options = {"n_estimators": 20} if model == "random-forest" else {}
+    base = RunConfig(dataset="toy", model=model, remedy="pos-weight+threshold", model_options=options, seed=1)
+    refit = RunConfig(dataset="toy", model=model, remedy="pos-weight+threshold",
+                      model_options={**options, "refit": True}, seed=1)
+    first, second = train_task(crystal_task, base), train_task(crystal_task, refit)
+    n_tv = crystal_task.split["train"].numel() + crystal_task.split["val"].numel()
+    assert torch.equal(first.outcome.logits[:n_tv], second.outcome.logits[:n_tv])
+    assert first.metrics["posthoc"] == second.metrics["posthoc"]
+    est = second.outcome.model.estimator
+    n_fit = est.n_features_in_ if hasattr(est, "n_features_in_") else est[-1].n_features_in_
+    assert n_fit == 2
+    # the refit estimator saw train + validation: refit it by hand and compare its test outputs
+    both = torch.cat([crystal_task.split["train"], crystal_task.split["val"]])
+    X = second.outcome.model.inputs(crystal_task, both).numpy()
+    y = crystal_task.y[both].numpy()
+    hand = second.outcome.model.factory(1, **second.outcome.model.selected(first.outcome.model.estimator))
+    w = np.where(y == 1, (y == 0).sum() / (y == 1).sum(), 1.0)
+    step = {"sample_weight": w / w.mean()}
+    if model == "logistic":
+        step = {"model__sample_weight": w / w.mean()}
+    hand.fit(X, y, **step)
+    test_X = second.outcome.model.inputs(crystal_task, crystal_task.split["test"]).numpy()
+    expected = np.log(np.clip(hand.predict_proba(test_X), 1e-7, 1.0))
+    np.testing.assert_allclose(second.outcome.logits[n_tv:].numpy(), expected, rtol=1e-6, atol=1e-6)
+    if model == "hist-gb":  # the early-stopped iteration count, no early stopping in the refit
+        assert est.max_iter == first.outcome.model.estimator.n_iter_ and est.early_stopping is False
+
+
+def test_refit_refuses_sampling_remedies(crystal_task):
+    cfg = RunConfig(dataset="toy", model="random-forest", remedy="balanced-sampler",
+                    model_options={"n_estimators": 10, "refit": True})
+    with pytest.raises(HgimbError, match="refit"):
+        train_task(crystal_task, cfg)

@@ -20,7 +20,12 @@ GNN (it returns a :class:`~hgimb.engine.trainer.TrainOutcome` with one "epoch"):
 * post-hoc remedies (``threshold``, ...) are fitted on the validation logits ``log p``.
 
 The validation split is given to the estimator (``X_val``) for its own early stopping (the
-analogue of the GNN's best epoch); nothing is fitted on test.
+analogue of the GNN's best epoch); nothing is fitted on test. A model with ``refit`` set (and a
+``refit_on(X, y, sample_weight=, seed=)`` method) is then fitted again on train + validation with
+the settings validation selected, and that model scores the test split; training and validation
+outputs, the post-hoc fit and the validation metrics stay those of the first model. A refit takes
+weighting and post-hoc remedies; sampling and synthesis remedies (which draw from the training
+split only) are refused with it.
 """
 from __future__ import annotations
 
@@ -73,6 +78,12 @@ class FitTrainer:
                              "features in one call and has none")
         self.remedy.setup(self.ctx)
         self.remedy.init_model(self.model)
+        if getattr(model, "refit", False):
+            parts = [p.name for p in self.remedy.parts if p.owns("train_index") or p.owns("synthesize")]
+            if parts:
+                raise HgimbError(f"model option refit=true refits on train + validation, which remedy "
+                                 f"{', '.join(repr(p) for p in parts)} does not draw from; use a weighting or "
+                                 "post-hoc remedy with refit, or drop refit")
 
     def _logits(self, items: torch.Tensor) -> torch.Tensor:
         if items.numel() == 0:
@@ -106,6 +117,13 @@ class FitTrainer:
         order = torch.cat([task.split[p] for p in ("train", "val", "test")])
         logits = self._logits(order)
         n_train, n_val = task.split["train"].numel(), val.numel()
+        if getattr(self.model, "refit", False) and n_val:
+            both = torch.cat([task.split["train"], val])
+            y_both = task.y[both].numpy()
+            self.model.refit_on(self.model.inputs(task, both).numpy(), y_both, seed=cfg.seed,
+                                sample_weight=None if weights is None else weights[y_both] / weights[y_both].mean())
+            logits[n_train + n_val:] = self._logits(task.split["test"])
+            train_seconds = time.perf_counter() - start
         val_rows = slice(n_train, n_train + n_val)
         fitted = self.remedy.adjust(logits[val_rows], task.y[val]) if self.remedy.has_posthoc else {}
         adjusted = self.remedy.apply(logits) if self.remedy.has_posthoc else logits

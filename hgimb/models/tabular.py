@@ -16,6 +16,14 @@ remedies (``threshold``) are fitted on validation as for GNNs. See docs/crystal.
 Defaults: a 500-tree random forest (the issue's reference pipeline), extra trees alike,
 ``HistGradientBoostingClassifier`` early-stopped on the validation split (its own loss), and a
 standardised logistic regression.
+
+``--model-option refit=true`` (every tabular model): after the model fitted on the training split
+has done what validation is for (boosting's early stopping, the post-hoc threshold, the validation
+metrics), the same estimator is fitted again on train + validation with the settings validation
+selected (``hist-gb``: the early-stopped number of iterations, no early stopping) and scores the
+test split; the threshold fitted on the first model's validation outputs is applied to it. This is
+the common "select on validation, refit on everything you may train on" protocol; validation
+metrics stay those of the first model.
 """
 from __future__ import annotations
 
@@ -35,11 +43,16 @@ class FittedModel(nn.Module):
     """A scikit-learn estimator behind the fitted-model contract. The fitted estimator travels
     in the module's extra state, so ``model.pt`` (``state_dict``) holds it."""
 
-    def __init__(self, name: str, factory: Callable[[int], Any], uses_validation: bool = False):
+    def __init__(self, name: str, factory: Callable[..., Any], uses_validation: bool = False,
+                 refit: bool = False, selected: Callable[[Any], Dict[str, Any]] = lambda estimator: {}):
+        """``factory(seed, **overrides)`` builds an unfitted estimator; ``selected(estimator)``: the
+        settings a fitted estimator's validation use chose, as overrides for the refit."""
         super().__init__()
         self.name = name
         self.factory = factory
         self.uses_validation = uses_validation
+        self.refit = refit
+        self.selected = selected
         self.estimator = None
 
     def inputs(self, task, items: torch.Tensor) -> torch.Tensor:
@@ -64,6 +77,17 @@ class FittedModel(nn.Module):
         else:
             estimator.fit(X, y, **extra)
         self.estimator = estimator
+        return self
+
+    def refit_on(self, X, y, *, sample_weight=None, seed: int = 0) -> "FittedModel":
+        """Fit again on ``X`` (train + validation) with the settings the first fit selected."""
+        estimator = self.factory(seed, **self.selected(self.estimator))
+        extra = {} if sample_weight is None else {"sample_weight": np.asarray(sample_weight)}
+        from sklearn.pipeline import Pipeline
+
+        if isinstance(estimator, Pipeline):
+            extra = {f"{estimator.steps[-1][0]}__{k}": v for k, v in extra.items()}
+        self.estimator = estimator.fit(np.asarray(X), np.asarray(y), **extra)
         return self
 
     def predict_proba(self, X) -> np.ndarray:
@@ -103,6 +127,16 @@ LOGISTIC_PARAMS = (
     Param("C", float, 1.0, "inverse L2 regularisation strength", Range(0, low_open=True)),
     Param("max_iter", int, 5000, "solver iterations", Range(1)),
 )
+REFIT = Param("refit", bool, False, "after validation has selected (early stopping, threshold), fit again on "
+              "train + validation for the test predictions")
+FOREST_PARAMS, HIST_GB_PARAMS, LOGISTIC_PARAMS = (FOREST_PARAMS + (REFIT,), HIST_GB_PARAMS + (REFIT,),
+                                                  LOGISTIC_PARAMS + (REFIT,))
+
+
+def _split_options(cfg: ModelConfig):
+    """The estimator's keyword arguments, and whether to refit on train + validation."""
+    options = dict(cfg.options)
+    return options, bool(options.pop("refit", False))
 
 
 def _forest(kind: str):
@@ -110,7 +144,9 @@ def _forest(kind: str):
         from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 
         cls = RandomForestClassifier if kind == "random-forest" else ExtraTreesClassifier
-        return FittedModel(kind, lambda seed: cls(**cfg.options, n_jobs=1, random_state=seed))
+        options, refit = _split_options(cfg)
+        return FittedModel(kind, lambda seed, **over: cls(**{**options, **over}, n_jobs=1, random_state=seed),
+                           refit=refit)
 
     return build
 
@@ -129,9 +165,12 @@ def build_hist_gb(task, cfg: ModelConfig) -> FittedModel:
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     # early stopping on hgimb's validation split (passed as X_val): the analogue of the GNNs'
-    # best-epoch selection; without one, scikit-learn's internal 10% hold-out
-    return FittedModel("hist-gb", lambda seed: HistGradientBoostingClassifier(
-        **cfg.options, early_stopping=True, random_state=seed), uses_validation=True)
+    # best-epoch selection; without one, scikit-learn's internal 10% hold-out. A refit keeps the
+    # iteration count early stopping chose.
+    options, refit = _split_options(cfg)
+    return FittedModel("hist-gb", lambda seed, **over: HistGradientBoostingClassifier(
+        **{**options, "early_stopping": True, **over}, random_state=seed), uses_validation=True, refit=refit,
+        selected=lambda est: {"max_iter": int(est.n_iter_), "early_stopping": False})
 
 
 @register_model("logistic", kinds=("graph",), defaults=TABULAR_DEFAULTS, params=LOGISTIC_PARAMS,
@@ -141,5 +180,7 @@ def build_logistic(task, cfg: ModelConfig) -> FittedModel:
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
-    return FittedModel("logistic", lambda seed: Pipeline([
-        ("scale", StandardScaler()), ("model", LogisticRegression(**cfg.options, random_state=seed))]))
+    options, refit = _split_options(cfg)
+    return FittedModel("logistic", lambda seed, **over: Pipeline([
+        ("scale", StandardScaler()), ("model", LogisticRegression(**{**options, **over}, random_state=seed))]),
+        refit=refit)
