@@ -1,7 +1,7 @@
 """Import every remedy module so that it registers itself (one line per module)."""
 import importlib
 
-for _module in ("weights", "losses", "samplers", "synthesis", "posthoc", "graph_remedies", "bat"):
+for _module in ("weights", "losses", "samplers", "synthesis", "posthoc", "graph_remedies", "bat", "graphsha"):
     try:
         importlib.import_module(f"{__package__}.{_module}")
     except ModuleNotFoundError as exc:  # module not written yet
