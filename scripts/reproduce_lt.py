@@ -58,7 +58,7 @@ TITLES = {"step10": "Step imbalance ρ = 10, public split (GraphENS / TAM protoc
 LABELS = {"none": "CE", "weighted": "re-weight", "smote": "smote (GraphSMOTE-like)",
           "balanced-softmax": "balanced softmax", "tam": "BS + TAM", "graphens": "graphens (GraphENS-like)",
           "graphens+tam": "graphens + TAM (CE base)", "bat": "BAT (CE)", "bat+balanced-softmax": "BAT + BS",
-          "bat+tam": "BAT + BS + TAM"}
+          "bat+tam": "BAT + BS + TAM", "graphsha": "GraphSHA (CE)", "graphsha+tam": "GraphSHA + BS + TAM"}
 # Published Cora numbers with a GCN backbone: (method, bAcc, macro-F1, source).
 YAN = "Yan et al., Geometric Imbalance in Semi-Supervised Node Classification, Table 2, arXiv 2303.10371"
 BAT_README = ("Liu et al., BAT (ICML 2024), the example output in the authors' README, "
