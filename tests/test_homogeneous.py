@@ -93,10 +93,30 @@ def test_equals_pyg_forward_and_gradients(name, style):
     for p in model.parameters():
         p.requires_grad_(True)
     w0 = model.weights[0]
-    dense = x.clone().requires_grad_(True)  # requires_grad: the model takes the dense path
-    task.data["paper"].x = dense
+    leaf = x.clone().requires_grad_(True)  # requires_grad: the CSR product also gives dL/dx (eval mode)
+    task.data["paper"].x = leaf
     model(task.data).pow(2).sum().backward()
     assert torch.allclose(grads[0], w0.grad, atol=1e-4)
+    ref_x = x.clone().requires_grad_(True)  # the input gradient equals PyG's dense one
+    pyg_reference(model, name, style, ref_x, ei).pow(2).sum().backward()
+    assert torch.allclose(leaf.grad, ref_x.grad, atol=1e-4), (leaf.grad - ref_x.grad).abs().max()
+
+
+@pytest.mark.parametrize("style", ["hgimb", "reference"])
+def test_input_gradient_in_training(style):
+    """Training: features that require a gradient get it; with input dropout (hgimb) through the
+    dense product (dropout masks the gradient at the zeros too), without (reference) through the
+    CSR product (equal to PyG's dense gradient: test_equals_pyg_forward_and_gradients)."""
+    task = sparse_task()
+    x = task.data["paper"].x
+    model = build_model("gcn", task, ModelConfig(hidden=16, layers=2, dropout=0.5, options={"style": style}))
+    model.train()
+    leaf = x.clone().requires_grad_(True)
+    task.data["paper"].x = leaf
+    torch.manual_seed(1)
+    model(task.data).pow(2).sum().backward()
+    assert leaf.grad is not None and leaf.grad.abs().sum() > 0
+    assert isinstance(model._input(task.data), tuple) == (style == "reference")  # the CSR path
 
 
 def test_sparse_product_with_masked_values():

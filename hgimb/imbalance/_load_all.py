@@ -1,7 +1,8 @@
 """Import every remedy module so that it registers itself (one line per module)."""
 import importlib
 
-for _module in ("weights", "losses", "samplers", "synthesis", "posthoc", "graph_remedies", "bat", "graphsha"):
+for _module in ("weights", "losses", "samplers", "synthesis", "posthoc", "graph_remedies", "bat", "graphsha",
+                "graphens_ego"):
     try:
         importlib.import_module(f"{__package__}.{_module}")
     except ModuleNotFoundError as exc:  # module not written yet

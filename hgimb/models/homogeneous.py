@@ -13,6 +13,9 @@ a root weight; ``GATConv`` with self-loops, LeakyReLU 0.2, no attention dropout;
   a CSR product: ``X @ W`` costs ``nnz x width`` instead of ``N x 1,433 x width``, and its weight
   gradient is one more CSR product with the cached transpose. Input dropout (``style: hgimb``)
   drops stored non-zeros only, which is the same operation (a zero stays zero under dropout).
+  Features that require a gradient (``graphens-ego`` reads ``dL/dx`` as its saliency) keep the
+  CSR product and get the dense ``dL/dx = dL/d(XW) W`` from it, unless input dropout is on in
+  training: dense dropout also masks the gradient at the zeros, so those take the dense path.
   On Cora this took a GCN epoch (one training step + one validation pass, one thread) from
   about 0.5 s to milliseconds (BENCHMARKS.md section 3 has the measured numbers).
 
@@ -122,29 +125,40 @@ class SparseFeatures:
             return None
         return SparseFeatures(x)
 
-    def matmul(self, weight_t: torch.Tensor, values: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """``X @ weight_t`` (``weight_t``: ``[D, out]``), ``X``'s stored values replaced by ``values``."""
+    def matmul(self, weight_t: torch.Tensor, values: Optional[torch.Tensor] = None,
+               x: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``X @ weight_t`` (``weight_t``: ``[D, out]``), ``X``'s stored values replaced by ``values``.
+        ``x``: the dense features this CSR form was built from, when they require a gradient (it
+        is ``dL/d(XW) @ weight_t^T``, computed only then)."""
         # a contiguous table: embedding_bag on the transposed view of a weight was ~5x slower
-        return _SparseInputProduct.apply(weight_t.contiguous(), self.values if values is None else values, self)
+        return _SparseInputProduct.apply(weight_t.contiguous(), self.values if values is None else values, self, x)
 
 
 class _SparseInputProduct(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, weight_t, values, feats):
+    def forward(ctx, weight_t, values, feats, x=None):
         ctx.feats = feats
-        ctx.save_for_backward(values)
+        ctx.save_for_backward(values, weight_t)
         values = values.to(weight_t.dtype)
         return F.embedding_bag(feats.indices, weight_t, feats.indptr, mode="sum", per_sample_weights=values,
                                include_last_offset=True)
 
     @staticmethod
     def backward(ctx, grad):
-        (values,) = ctx.saved_tensors
+        values, weight_t = ctx.saved_tensors
         f = ctx.feats
-        weights = values.index_select(0, f.t_perm).to(grad.dtype)
-        d_weight = F.embedding_bag(f.t_indices, grad.contiguous(), f.t_indptr, mode="sum",
-                                   per_sample_weights=weights, include_last_offset=True)
-        return d_weight, None, None
+        d_weight = d_x = None
+        if ctx.needs_input_grad[0]:
+            weights = values.index_select(0, f.t_perm).to(grad.dtype)
+            d_weight = F.embedding_bag(f.t_indices, grad.contiguous(), f.t_indptr, mode="sum",
+                                       per_sample_weights=weights, include_last_offset=True)
+        if ctx.needs_input_grad[3]:
+            # rows outside the loss's receptive field have a zero gradient: on Cora (reference GCN,
+            # step 10) about half of the rows remain, and the product shrinks with them
+            rows = grad.abs().sum(1).nonzero().flatten()
+            d_x = grad.new_zeros(grad.size(0), weight_t.size(0))
+            d_x[rows] = grad[rows] @ weight_t.t().to(grad.dtype)
+        return d_weight, None, None, d_x
 
 
 # ------------------------------------------------------------------------------ the model
@@ -263,10 +277,11 @@ class HomogeneousGNN(GraphModel):
 
     # -- layers ----------------------------------------------------------------------------
     def _project(self, i: int, h, weight: torch.Tensor) -> torch.Tensor:
-        """``h @ weight^T``; ``h`` is a dense tensor or ``(SparseFeatures, values)``."""
+        """``h @ weight^T``; ``h`` is a dense tensor or ``(SparseFeatures, values, x)`` (``x``: the
+        dense features when they require a gradient, else None)."""
         if isinstance(h, tuple):
-            feats, values = h
-            return feats.matmul(weight.t(), values)
+            feats, values, x = h
+            return feats.matmul(weight.t(), values, x)
         return h @ weight.t()
 
     def _conv(self, i: int, h, data) -> torch.Tensor:
@@ -305,13 +320,14 @@ class HomogeneousGNN(GraphModel):
             h = self.embed.weight if n_id is None else self.embed.weight[n_id]
             return dropout(h, self.dropout, self.training) if self.input_dropout else h
         x = store.x
-        feats = None if x.requires_grad else self._inputs.get([x], "x", lambda: SparseFeatures.of(x))
+        dense_grad = x.requires_grad and self.input_dropout and self.training  # see the module docstring
+        feats = None if dense_grad else self._inputs.get([x], "x", lambda: SparseFeatures.of(x.detach()))
         if feats is None:
             return dropout(x, self.dropout, self.training) if self.input_dropout else x
         values = feats.values
         if self.input_dropout:
             values = dropout(values, self.dropout, self.training)  # zeros stay zeros: drop stored values only
-        return feats, values
+        return feats, values, (x if x.requires_grad else None)
 
     def encode(self, data) -> torch.Tensor:
         h = self._input(data)
