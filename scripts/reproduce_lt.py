@@ -59,7 +59,8 @@ LABELS = {"none": "CE", "weighted": "re-weight", "smote": "smote (GraphSMOTE-lik
           "balanced-softmax": "balanced softmax", "tam": "BS + TAM", "graphens": "graphens (GraphENS-like)",
           "graphens+tam": "graphens + TAM (CE base)", "bat": "BAT (CE)", "bat+balanced-softmax": "BAT + BS",
           "bat+tam": "BAT + BS + TAM", "graphsha": "GraphSHA (CE)", "graphsha+tam": "GraphSHA + BS + TAM",
-          "graphens-ego": "GraphENS (ego networks, CE)", "graphens-ego+tam": "GraphENS (ego) + TAM (CE base)"}
+          "graphens-ego": "GraphENS (ego networks, CE)", "graphens-ego+tam": "GraphENS (ego) + TAM (CE base)",
+          "bat+graphens": "BAT + graphens (CE)", "bat+graphens+tam": "BAT + graphens + TAM (CE base)"}
 # Published Cora numbers with a GCN backbone: (method, bAcc, macro-F1, source).
 YAN = "Yan et al., Geometric Imbalance in Semi-Supervised Node Classification, Table 2, arXiv 2303.10371"
 BAT_README = ("Liu et al., BAT (ICML 2024), the example output in the authors' README, "
@@ -79,7 +80,7 @@ PUBLISHED: Dict[str, Dict[str, tuple]] = {
 # Remedy parameters per remedy where one protocol runs a remedy two ways: TAM's README runs
 # "Balanced Softmax + TAM" with --loss_type bs (tam's default base) and "GraphENS + TAM" with
 # --loss_type ce. A grid's remedy_params apply to every remedy, so the script sets these.
-PER_REMEDY_PARAMS = {"graphens+tam": {"base": "ce"}, "graphens-ego+tam": {"base": "ce"}}
+PER_REMEDY_PARAMS = {"graphens+tam": {"base": "ce"}, "graphens-ego+tam": {"base": "ce"}, "bat+graphens+tam": {"base": "ce"}}
 DATASETS = {"cora": ("planetoid", "ind.cora.x"), "citeseer": ("planetoid", "ind.citeseer.x"),
             "pubmed": ("planetoid", "ind.pubmed.x")}
 
