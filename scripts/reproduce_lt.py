@@ -229,7 +229,8 @@ same load. Earlier in the same session, at load average ~5, the same width-64 gc
 
 NOTES = """Deviations from the reference code that remain (read from the authors' repositories:
 Jaeyun-Song/TAM `main_bs.py`, `main_ens.py`, `nets/*.py`, `models/tam.py`; JoonHyung-Park/GraphENS
-`main_semi.py`, `models/gens.py`; wenzhilics/GraphSHA `main.py`, `data_utils.py`):
+`main_semi.py`, `models/gens.py`, `nets/gcn.py`; wenzhilics/GraphSHA `main.py`, `data_utils.py`,
+`gens.py`, `neighbor_dist.py`; ZhiningLiu1998/BAT `bat.py`, `trainer.py`, `README.md`):
 
 * **seeds**: hgimb seeds 0-9 (torch and numpy per run); the TAM code runs seeds 101-110 in one
   process, GraphSHA one seed (100) per call. Which minority nodes are kept (step) is a uniform draw
@@ -245,7 +246,18 @@ Jaeyun-Song/TAM `main_bs.py`, `main_ens.py`, `nets/*.py`, `models/tam.py`; JoonH
   the last layer's aggregated input (the reference backbone's embedding) instead of building
   synthetic ego networks with saliency-masked features and KL-adaptive neighbour sampling, and
   `smote` interpolates embeddings without GraphSMOTE's edge generator: both are "-like" and are
-  not the published methods. GraphSHA (SemiMixup), BAT and GraphSMOTE proper are not implemented.
+  not the published methods. The published input-space methods are `graphens-ego` (GraphENS's
+  saliency-masked ego networks), `graphsha` (GraphSHA's SemiMixup) and `bat` (BAT's virtual class
+  nodes), each through the `augment` hook with its deviations from the authors' code listed in its
+  module docstring (`hgimb/imbalance/graphens_ego.py`, `graphsha.py`, `bat.py`); in all three the
+  synthetic or virtual nodes' edges are undirected (hgimb's backbones symmetrise the graph), so
+  they also send messages to real nodes. GraphSMOTE proper (its trained edge generator) is not
+  implemented.
+* **GraphENS's own backbone**: GraphENS's `nets/gcn.py` normalises an edge by the target's degree
+  on both sides (`deg_inv_sqrt[col] * w * deg_inv_sqrt[col]`), not symmetrically; the TAM code
+  whose numbers these tables compare with uses PyG's `GCNConv` (symmetric), as hgimb does.
+* **BAT's published number** is the example output in the authors' README (5 runs, a 3-layer GCN,
+  early stopping after 200 epochs): a different protocol from this table's 2-layer TAM setting.
 * **lt100 split**: GraphSHA sorts classes by size with `torch.sort` (tie order unspecified) and
   removes by `torch.topk` (tie order unspecified); hgimb breaks ties by class index and by node
   index (previously removed nodes first), so a few low-degree nodes may differ.
