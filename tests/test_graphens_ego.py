@@ -14,7 +14,8 @@ from hgimb.data.task import Task
 from hgimb.engine.trainer import Trainer
 from hgimb.errors import HgimbError
 from hgimb.imbalance import BatchContext, RemedyContext, build_remedy
-from hgimb.imbalance.graphens_ego import (InRelation, find_reverse, mix_features, prediction_kl, sample_neighbours,
+from hgimb.imbalance.graph_augment import reverse_relation
+from hgimb.imbalance.graphens_ego import (InRelation, mix_features, prediction_kl, sample_neighbours,
                                          saliency_mask)
 from hgimb.models import ModelConfig, build_model
 
@@ -151,10 +152,10 @@ def test_prediction_kl_and_the_neighbour_mixture():
 def test_reverse_relations_found():
     task = acm_like()
     d = task.data
-    assert find_reverse(d, ("paper", "cite", "paper")) == ("paper", "ref", "paper")
-    assert find_reverse(d, ("author", "to_paper", "paper")) == ("paper", "to_author", "author")
+    assert reverse_relation(d, ("paper", "cite", "paper")) == ("paper", "ref", "paper")
+    assert reverse_relation(d, ("author", "to_paper", "paper")) == ("paper", "to_author", "author")
     cora = cora_like().data
-    assert find_reverse(cora, ("paper", "cites", "paper")) == ("paper", "cites", "paper")  # symmetric: itself
+    assert reverse_relation(cora, ("paper", "cites", "paper")) == ("paper", "cites", "paper")  # symmetric: itself
 
 
 # ------------------------------------------------------------------ the augmented graph

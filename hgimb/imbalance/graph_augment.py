@@ -6,6 +6,10 @@ derived arrays, keyed by tensor identity, stay valid for the relations that did 
 synthetic nodes appended to one node type and edges appended to any relations, and the rows the
 model's ``encode`` output gives the real items and the synthetic ones.
 
+:func:`reverse_relation` finds the relation that stores another's edges the other way (ACM's
+paper-cite-paper / paper-ref-paper, author-to_paper-paper / paper-to_author-author), so a remedy that
+adds edges to one direction adds them to the other too.
+
 :func:`target_relations` lists the relations along which a synthetic node of a target type copies
 or samples neighbours: every relation with that type at either end (heterogeneous graphs: a
 synthetic paper of ACM gets authors, subjects, terms and cited papers, each along its own relation).
@@ -16,6 +20,7 @@ import copy
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
+from torch_geometric.utils import coalesce, is_undirected
 
 from ..errors import HgimbError
 from .base import GraphAugmentation
@@ -88,3 +93,22 @@ def append_nodes(data, target_types: Sequence[str], node_type: str, x_new: Optio
             real_rows[start:] += k
     targets = torch.empty(0, dtype=torch.long, device=device) if new_targets is None else new_targets
     return GraphAugmentation(data=out, new_rows=new_rows, new_targets=targets, real_rows=real_rows)
+
+
+def reverse_relation(data, rel: EdgeType) -> Optional[EdgeType]:
+    """The relation storing ``rel``'s edges the other way: ``rel`` itself when its two ends are one
+    type and its edges are symmetric, else the first ``(dst, *, src)`` relation with exactly the
+    reversed edge set; None when the graph has none."""
+    src, _, dst = rel
+    ei = data[rel].edge_index
+    size = max(int(data[src].num_nodes), int(data[dst].num_nodes))
+    if src == dst and is_undirected(ei, num_nodes=size):
+        return rel
+    flipped = coalesce(ei.flip(0), num_nodes=size)
+    for other in data.edge_types:
+        if other == rel or other[0] != dst or other[2] != src:
+            continue
+        oi = data[other].edge_index
+        if oi.size(1) >= flipped.size(1) and torch.equal(coalesce(oi, num_nodes=size), flipped):
+            return other
+    return None

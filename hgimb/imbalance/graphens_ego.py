@@ -89,12 +89,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch_geometric.index import index2ptr
-from torch_geometric.utils import coalesce, is_undirected
+from torch_geometric.utils import coalesce
 
 from ..errors import HgimbError
 from ..params import Param, Range
 from .base import BatchContext, GraphAugmentation, Remedy, RemedyContext
-from .graph_augment import append_nodes, node_features, target_relations
+from .graph_augment import append_nodes, node_features, reverse_relation, target_relations
 from .graph_remedies import NeighbourMean, graphens_pairs
 from .registry import register_remedy
 from .samplers import draw_seed
@@ -161,7 +161,7 @@ class InRelation:
         by_dst = coalesce(ei.flip(0), num_nodes=max(n_t, n_a))  # (target node, neighbour), distinct, sorted
         indptr = index2ptr(by_dst[0], n_t)
         degree = indptr.diff()
-        return cls(rel=rel, reverse=find_reverse(data, rel), indptr=indptr, indices=by_dst[1].contiguous(),
+        return cls(rel=rel, reverse=reverse_relation(data, rel), indptr=indptr, indices=by_dst[1].contiguous(),
                    num_neighbours=n_a, degree_hist=torch.bincount(degree).float())
 
     @property
@@ -197,25 +197,6 @@ class InRelation:
         key, inverse = torch.unique(key, return_inverse=True)
         weight = torch.zeros(key.numel(), device=key.device).index_add_(0, inverse, torch.cat([s_w, d_w]))
         return key // self.num_neighbours, key % self.num_neighbours, weight
-
-
-def find_reverse(data, rel: EdgeType) -> Optional[EdgeType]:
-    """The relation storing ``rel``'s edges the other way: ``rel`` itself when its two ends are one
-    type and its edges are symmetric, else the first ``(dst, *, src)`` relation with exactly the
-    reversed edge set; None when the graph has none."""
-    src, _, dst = rel
-    ei = data[rel].edge_index
-    size = max(int(data[src].num_nodes), int(data[dst].num_nodes))
-    if src == dst and is_undirected(ei, num_nodes=size):
-        return rel
-    flipped = coalesce(ei.flip(0), num_nodes=size)
-    for other in data.edge_types:
-        if other == rel or other[0] != dst or other[2] != src:
-            continue
-        oi = data[other].edge_index
-        if oi.size(1) >= flipped.size(1) and torch.equal(coalesce(oi, num_nodes=size), flipped):
-            return other
-    return None
 
 
 def sample_neighbours(relation: InRelation, src: torch.Tensor, dst: torch.Tensor, src_share: torch.Tensor,

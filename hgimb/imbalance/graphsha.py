@@ -106,7 +106,7 @@ from torch_geometric.utils import coalesce, to_undirected
 from ..errors import HgimbError
 from ..params import Param, Range
 from .base import BatchContext, GraphAugmentation, Remedy, RemedyContext
-from .graph_augment import EdgeType, append_nodes, node_features, target_relations
+from .graph_augment import EdgeType, append_nodes, node_features, reverse_relation, target_relations
 from .graph_remedies import graphens_pairs
 from .registry import register_remedy
 from .samplers import draw_seed
@@ -208,17 +208,6 @@ class View:
     dist: Rows  # each target node's neighbour distribution (the SemiMixup draws)
     degree: torch.Tensor  # [n_target] degree in this view (edges, with repeats)
     degree_hist: torch.Tensor  # [max degree + 1] number of target nodes of each degree
-
-
-def reverse_relation(data, rel: EdgeType) -> Optional[EdgeType]:
-    """The relation stored as ``rel``'s exact transpose (``rel`` itself when it is symmetric), or None."""
-    ei = coalesce(data[rel].edge_index.cpu())
-    for other in data.edge_types:
-        if other[0] != rel[2] or other[2] != rel[0] or data[other].edge_index.size(1) != data[rel].edge_index.size(1):
-            continue
-        if torch.equal(coalesce(data[other].edge_index.cpu().flip(0)), ei):
-            return other
-    return None
 
 
 def relation_views(data, node_type: str, gdc: str, device: torch.device) -> List[View]:
