@@ -81,6 +81,7 @@ PUBLISHED: Dict[str, Dict[str, tuple]] = {
 # "Balanced Softmax + TAM" with --loss_type bs (tam's default base) and "GraphENS + TAM" with
 # --loss_type ce. A grid's remedy_params apply to every remedy, so the script sets these.
 PER_REMEDY_PARAMS = {"graphens+tam": {"base": "ce"}, "graphens-ego+tam": {"base": "ce"}, "bat+graphens+tam": {"base": "ce"}}
+REFERENCE_PROTOCOLS = ("step10", "lt100")  # protocols of published code (the others are hgimb's own)
 DATASETS = {"cora": ("planetoid", "ind.cora.x"), "citeseer": ("planetoid", "ind.citeseer.x"),
             "pubmed": ("planetoid", "ind.pubmed.x")}
 
@@ -297,7 +298,9 @@ def render(frames: Dict[str, pd.DataFrame], remedies: Dict[str, List[str]], skip
         grid_epochs = int(frame["epochs"].iloc[0]) if "epochs" in frame else None
         if budgets and (len(budgets) > 1 or budgets[0] != grid_epochs):
             parts += [f"Budget: at most {grid_epochs} epochs, early stopping after {', '.join(map(str, budgets))} "
-                      f"epochs without a better validation score (`--patience`; the reference code has none).", ""]
+                      f"epochs without a better validation score ("
+                      + ("`--patience`; the reference code has none)." if protocol in REFERENCE_PROTOCOLS
+                         else "the grid's setting, as in section 1).") + "", ""]
         ref = (reference_runs or {}).get(protocol)
         if ref is not None and not ref.empty:
             parts += [render_reference_runs(ref), ""]
