@@ -371,7 +371,7 @@ def main(argv=None) -> int:
         if not frame.empty:
             frame = current_runs(frame, configs_of(full)).copy()
         frames[protocol] = frame
-        if args.patience:  # runs at the reference budget, when some exist, are listed beside the table
+        if args.patience and protocol in REFERENCE_PROTOCOLS:  # runs at the reference budget, listed beside the table
             ref_grid = protocol_grid(protocol, None, None, None, None, None)
             ref_grid.axes["dataset"] = grid.axes["dataset"]
             everything = load_results(out) if (out / "results.jsonl").is_file() else pd.DataFrame()
