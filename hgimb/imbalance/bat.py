@@ -67,6 +67,7 @@ from ..errors import HgimbError
 from ..params import Param, Range
 from .base import BatchContext, GraphAugmentation, Remedy, RemedyContext
 from .graph_augment import append_nodes, node_features
+from .graph_remedies import full_graph_logits
 from .registry import register_remedy
 
 BAT_MODES = ("bat0", "bat1")
@@ -185,16 +186,7 @@ class BAT(Remedy):
     @torch.no_grad()
     def predict(self, data) -> torch.Tensor:
         """Class probabilities of the target nodes from an eval-mode pass on the original graph."""
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            logits = self.model(data).float()
-        finally:
-            self.model.train(was_training)
-        if logits.size(0) != self.n:
-            raise HgimbError(f"remedy 'bat': the model's full-graph pass returned {logits.size(0)} rows for "
-                             f"{self.n} nodes; bat needs a model that scores the whole graph")
-        return torch.softmax(logits, dim=1)
+        return torch.softmax(full_graph_logits(self.model, data, self.n, self.name), dim=1)
 
     def augment(self, data, step: BatchContext, rng: torch.Generator) -> Optional[GraphAugmentation]:
         if step.epoch < self.warmup:

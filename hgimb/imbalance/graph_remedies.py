@@ -85,6 +85,23 @@ TEMP_GAMMA = 0.4  # the authors' code fixes temp_gamma = 0.4 (adjust_output in m
 
 
 # ---------------------------------------------------------------------------------- neighbourhoods
+@torch.no_grad()
+def full_graph_logits(model: torch.nn.Module, data, rows: int, remedy: str) -> torch.Tensor:
+    """The model's logits for every item from an eval-mode pass over the whole graph (float32), its
+    training mode restored after; a one-line error when the model does not score ``rows`` items.
+    What ``tam``, ``bat`` and ``graphens-ego`` read the current predictions from."""
+    was_training = model.training
+    model.eval()
+    try:
+        logits = model(data).float()
+    finally:
+        model.train(was_training)
+    if logits.size(0) != rows:
+        raise HgimbError(f"remedy '{remedy}': the model's full-graph pass returned {logits.size(0)} rows for "
+                         f"{rows} items; {remedy} needs a model that scores the whole graph")
+    return logits
+
+
 class NeighbourMean:
     """Mean of a per-item quantity over each item's neighbourhood plus itself (see the module
     docstring): ``agg(P)[i] = (P[i] + sum_{paths i~j} P[j]) / (1 + #paths of i)``.
@@ -237,15 +254,7 @@ class TAM(Remedy):
     @torch.no_grad()
     def compute_margins(self) -> torch.Tensor:
         """ACM/ADM-adjusted logit offsets ``[n_train, C]`` from the model's current predictions."""
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            logits = self.model(self.data).float()
-        finally:
-            self.model.train(was_training)
-        if logits.size(0) != self.num_items:
-            raise HgimbError(f"remedy 'tam': the model's full-graph pass returned {logits.size(0)} rows for "
-                             f"{self.num_items} items; tam needs a model that can score the whole graph")
+        logits = full_graph_logits(self.model, self.data, self.num_items, self.name)
         probs = torch.softmax(logits * self.temperature, dim=1)
         probs[self.train_nodes] = F.one_hot(self.train_labels, self.ctx.num_classes).float()
         neighbour_dist = self.aggregate(probs)[self.train_nodes]

@@ -95,7 +95,7 @@ from ..errors import HgimbError
 from ..params import Param, Range
 from .base import BatchContext, GraphAugmentation, Remedy, RemedyContext
 from .graph_augment import append_nodes, node_features, reverse_relation, target_relations
-from .graph_remedies import NeighbourMean, graphens_pairs
+from .graph_remedies import NeighbourMean, full_graph_logits, graphens_pairs
 from .registry import register_remedy
 from .samplers import draw_seed
 
@@ -291,15 +291,7 @@ class GraphENSEgo(Remedy):
     def predictions(self, data) -> torch.Tensor:
         """``softmax(mean over each node's neighbourhood and itself of the logits / ens_pred_temp)``,
         logits from an eval-mode full-graph pass."""
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            logits = self.model(data).float()
-        finally:
-            self.model.train(was_training)
-        if logits.size(0) != self.num_nodes:
-            raise HgimbError(f"remedy '{self.name}': the model's full-graph pass returned {logits.size(0)} rows for "
-                             f"{self.num_nodes} nodes; it needs a model that scores the whole graph")
+        logits = full_graph_logits(self.model, data, self.num_nodes, self.name)
         return torch.softmax(self.aggregate(logits) / self.pred_temp, dim=1)
 
     def saliency(self) -> torch.Tensor:
