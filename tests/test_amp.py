@@ -4,6 +4,7 @@ import pytest
 import torch
 from pymatgen.core import Lattice, Structure
 
+from conftest import real_path
 from hgimb import train as train_cli
 from hgimb.config import RunConfig
 from hgimb.engine.precision import Precision
@@ -74,6 +75,7 @@ def test_crystal_models_train_under_amp(model, tmp_path, monkeypatch):
 
 def test_fitted_models_refuse_amp():
     pytest.importorskip("matminer")
+    real_path("crystals", "magnetic-tc")
     cfg = RunConfig(dataset="magnetic-tc", model="hist-gb", threshold=600, features="magpie", amp="on", quiet=True,
                     plots=False, split="stratified")
     with pytest.raises(HgimbError, match="--amp applies to models trained by gradient steps"):
@@ -82,6 +84,7 @@ def test_fitted_models_refuse_amp():
 
 def test_bf16_trains_to_within_noise_of_fp32_on_cora():
     """GCN on Cora, 5 seeds each: the bfloat16 autocast mean test macro-F1 within 2 points of float32."""
+    real_path("planetoid", "ind.cora.x")
     scores = {}
     for amp in ("off", "on"):
         scores[amp] = [run_experiment(RunConfig(dataset="cora", model="gcn", epochs=100, patience=100, seed=seed,
