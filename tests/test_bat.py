@@ -253,14 +253,9 @@ def test_end_to_end_on_cora():
     from hgimb.engine import run_experiment
 
     real_path("planetoid", "ind.cora.x")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        cfg = RunConfig(dataset="cora", model="gcn", remedy="bat", seed=0, epochs=4, patience=100,
-                        imbalance_ratio=10, imbalance_type="step", plots=False, quiet=True, data_root=str(real_path()))
-        run = run_experiment(cfg, write=False)
-    finally:
-        torch.set_num_threads(before)
+    cfg = RunConfig(dataset="cora", model="gcn", remedy="bat", seed=0, epochs=4, patience=100,
+                    imbalance_ratio=10, imbalance_type="step", plots=False, quiet=True, data_root=str(real_path()))
+    run = run_experiment(cfg, write=False)
     bat = run.outcome.remedy.parts[0]
     assert run.metrics["remedy"] == "bat" and np.isfinite(run.metrics["test"]["macro_f1"])
     assert run.metrics["train_class_counts"] == [20, 20, 20, 20, 2, 2, 2]

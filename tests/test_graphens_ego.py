@@ -247,15 +247,10 @@ def test_short_run_on_cora():
     from hgimb.engine import run_experiment
 
     real_path("planetoid", "ind.cora.x")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        cfg = RunConfig(dataset="cora", model="gcn", model_options={"style": "reference"}, remedy="graphens-ego",
-                        seed=0, epochs=4, patience=100, hidden=64, imbalance_ratio=10, imbalance_type="step",
-                        plots=False, quiet=True, data_root=str(real_path()))
-        result = run_experiment(cfg, write=False)
-    finally:
-        torch.set_num_threads(before)
+    cfg = RunConfig(dataset="cora", model="gcn", model_options={"style": "reference"}, remedy="graphens-ego",
+                    seed=0, epochs=4, patience=100, hidden=64, imbalance_ratio=10, imbalance_type="step",
+                    plots=False, quiet=True, data_root=str(real_path()))
+    result = run_experiment(cfg, write=False)
     assert result.metrics["remedy"] == "graphens-ego" and np.isfinite(result.metrics["test"]["macro_f1"])
     assert result.metrics["train_class_counts"] == [20, 20, 20, 20, 2, 2, 2]
 

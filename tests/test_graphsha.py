@@ -302,13 +302,8 @@ def test_end_to_end_on_cora():
     from hgimb.engine import run_experiment
 
     real_path("planetoid", "ind.cora.x")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        cfg = RunConfig(dataset="cora", model="gcn", model_options={"style": "reference"}, remedy="graphsha",
-                        remedy_params={"sha_warmup": 1}, seed=0, epochs=4, patience=100, imbalance_ratio=10,
-                        imbalance_type="step", plots=False, quiet=True, data_root=str(real_path()))
-        result = run_experiment(cfg, write=False)
-    finally:
-        torch.set_num_threads(before)
+    cfg = RunConfig(dataset="cora", model="gcn", model_options={"style": "reference"}, remedy="graphsha",
+                    remedy_params={"sha_warmup": 1}, seed=0, epochs=4, patience=100, imbalance_ratio=10,
+                    imbalance_type="step", plots=False, quiet=True, data_root=str(real_path()))
+    result = run_experiment(cfg, write=False)
     assert result.metrics["remedy"] == "graphsha" and np.isfinite(result.metrics["test"]["macro_f1"])
