@@ -11,6 +11,12 @@ protocol on CiteSeer when its files are under $HGIMB_DATA):
 * ``step10`` -- ``configs/lt/step10.yaml``: GraphENS / TAM, step imbalance rho = 10 on the public
   split, the reference backbones, 2,000 epochs, ReduceLROnPlateau, selection by validation
   (accuracy + macro-F1) / 2, 10 seeds.
+* ``step10-ens`` -- ``configs/lt/step10-ens.yaml``: the same protocol with the GCN of TAM's GraphENS
+  runs (``main_ens.py`` imports ``ens_nets/``: edges normalised by the target's degree,
+  ``--model-option norm=target``), the backbone behind the published GraphENS (+ TAM) numbers.
+* ``step10-gens`` -- ``configs/lt/step10-gens.yaml``: the same split as the GraphENS code's
+  ``main_semi.py`` runs it: its own GCN (``--model-option style=graphens norm=target``), the epoch
+  with the best validation accuracy.
 * ``lt100`` -- ``configs/lt/lt100.yaml``: GraphSHA, long-tailed rho = 100 on the ``full`` split with
   the lowest-degree training nodes and their edges removed, 900 epochs, 10 seeds.
 * ``acm20`` / ``freebase10`` -- ``configs/lt/acm20.yaml`` / ``freebase10.yaml``: the same remedies on
@@ -49,9 +55,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 DOC = "BENCHMARKS.md"
 SECTION = "lt"
-PROTOCOLS = {"step10": "configs/lt/step10.yaml", "lt100": "configs/lt/lt100.yaml",
+PROTOCOLS = {"step10": "configs/lt/step10.yaml", "step10-ens": "configs/lt/step10-ens.yaml",
+             "step10-gens": "configs/lt/step10-gens.yaml",
+             "lt100": "configs/lt/lt100.yaml",
              "acm20": "configs/lt/acm20.yaml", "freebase10": "configs/lt/freebase10.yaml"}
 TITLES = {"step10": "Step imbalance ρ = 10, public split (GraphENS / TAM protocol, `configs/lt/step10.yaml`)",
+          "step10-ens": "Step imbalance ρ = 10, public split, GCN of TAM's GraphENS runs (edges normalised by the "
+                        "target's degree, `--model-option norm=target`; `configs/lt/step10-ens.yaml`)",
+          "step10-gens": "Step imbalance ρ = 10, public split, as the GraphENS code runs it (its own GCN: "
+                         "`--model-option style=graphens norm=target`; epoch by validation accuracy; "
+                         "`configs/lt/step10-gens.yaml`)",
           "lt100": "Long-tailed ρ = 100, `full` split, low-degree nodes removed (GraphSHA protocol, `configs/lt/lt100.yaml`)",
           "acm20": "ACM (heterogeneous), official HGB split, training part long-tailed at ρ = 20, RGCN (`configs/lt/acm20.yaml`)",
           "freebase10": "Freebase (heterogeneous), official HGB split, training part long-tailed at ρ = 10, RGCN (`configs/lt/freebase10.yaml`)"}
@@ -73,6 +86,11 @@ PUBLISHED: Dict[str, Dict[str, tuple]] = {
                "graphens+tam": ("GraphENS + TAM", 71.69, 72.14, YAN),
                "graphens-ego+tam": ("GraphENS + TAM", 71.69, 72.14, YAN),
                "bat": ("BAT1 (README example: 3-layer GCN, 5 runs)", 71.34, 70.01, BAT_README)},
+    # TAM's main_ens.py (ens_nets/) produced these two; CE and the losses came from nets/ (step10)
+    "step10-ens": {"graphens": ("GraphENS", 70.89, 70.90, YAN), "graphens-ego": ("GraphENS", 70.89, 70.90, YAN),
+                   "graphens+tam": ("GraphENS + TAM", 71.69, 72.14, YAN),
+                   "graphens-ego+tam": ("GraphENS + TAM", 71.69, 72.14, YAN)},
+    "step10-gens": {"none": ("Cross-entropy", 62.82, 61.67, YAN), "graphens-ego": ("GraphENS", 70.89, 70.90, YAN)},
     "lt100": {},
     "acm20": {},
     "freebase10": {},
@@ -81,7 +99,7 @@ PUBLISHED: Dict[str, Dict[str, tuple]] = {
 # "Balanced Softmax + TAM" with --loss_type bs (tam's default base) and "GraphENS + TAM" with
 # --loss_type ce. A grid's remedy_params apply to every remedy, so the script sets these.
 PER_REMEDY_PARAMS = {"graphens+tam": {"base": "ce"}, "graphens-ego+tam": {"base": "ce"}, "bat+graphens+tam": {"base": "ce"}}
-REFERENCE_PROTOCOLS = ("step10", "lt100")  # protocols of published code (the others are hgimb's own)
+REFERENCE_PROTOCOLS = ("step10", "step10-ens", "step10-gens", "lt100")  # protocols of published code (the others are hgimb's own)
 DATASETS = {"cora": ("planetoid", "ind.cora.x"), "citeseer": ("planetoid", "ind.citeseer.x"),
             "pubmed": ("planetoid", "ind.pubmed.x")}
 

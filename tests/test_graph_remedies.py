@@ -384,6 +384,15 @@ def test_reproduce_lt_protocol_grids_and_section(tmp_path):
     assert [c.remedy_params for c in step if c.remedy == "tam"] == [{"base": "balanced-softmax"}]
     runs = script.configs_of(script.protocol_grid("step10", ["gcn"], ["tam", "graphens+tam"], [0], None, None))
     assert {c.remedy: c.remedy_params["base"] for c in runs} == {"tam": "balanced-softmax", "graphens+tam": "ce"}
+    # the two other code paths behind the published step 10 numbers: TAM's main_ens.py (ens_nets:
+    # target-degree normalisation) and GraphENS's main_semi.py (its own GCN, validation accuracy)
+    ens = expand(script.protocol_grid("step10-ens", None, None, [0], None, 100))
+    assert {c.remedy for c in ens} >= {"none", "graphens-ego", "graphens-ego+tam"} and len({c.model for c in ens}) == 1
+    assert all(c.model_options == {"style": "reference", "norm": "target"} and c.patience == 100 for c in ens)
+    gens = expand(script.protocol_grid("step10-gens", None, None, [0], None, None))
+    assert {(c.monitor, c.epochs, c.hidden) for c in gens} == {("accuracy", 2000, 256)}
+    assert all(c.model_options == {"style": "graphens", "norm": "target"} for c in gens)
+    assert script.PUBLISHED["step10-ens"]["graphens-ego+tam"][1:3] == (71.69, 72.14)
     lt = expand(script.protocol_grid("lt100", None, ["none"], [0, 1], ["citeseer"], 300))
     assert {(c.split, c.imbalance_type, c.imbalance_ratio, c.epochs, c.patience, c.hidden, c.dataset) for c in lt} == {
         ("full", "long-tail-remove", 100.0, 900, 300, 64, "citeseer")}

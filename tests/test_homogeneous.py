@@ -137,6 +137,66 @@ def test_sparse_product_with_masked_values():
     assert torch.allclose(d_ours, d_ref, atol=1e-5)
 
 
+def test_gcn_target_norm_is_the_graphens_codes_gcn_norm():
+    """norm=target: every edge into i (self-loop included) weighs 1 / deg(i), as the GraphENS
+    code's gcn_norm (deg_inv_sqrt[col] * w * deg_inv_sqrt[col]); PyG's GCNConv with
+    normalize=False on those weights is that layer."""
+    from torch_geometric.utils import add_remaining_self_loops, degree
+
+    torch.manual_seed(0)
+    task = sparse_task()
+    model = build_model("gcn", task, ModelConfig(hidden=16, layers=2, options={"style": "reference", "norm": "target"})).eval()
+    x, n = task.data["paper"].x, task.data["paper"].num_nodes
+    ei, _ = add_remaining_self_loops(task.data["paper", "cites", "paper"].edge_index, num_nodes=n)
+    deg = degree(ei[1], n)
+    weight = deg.pow(-0.5)[ei[1]] * deg.pow(-0.5)[ei[1]]  # the GraphENS formula, literally
+    h = x
+    for w, b, last in [(model.weights[0], model.biases[0], False), (model.head.weight, model.head.bias, True)]:
+        conv = GCNConv(w.size(1), w.size(0), normalize=False)
+        conv.lin.weight.data.copy_(w), conv.bias.data.copy_(b)
+        h = conv(h, ei, weight)
+        h = h if last else F.relu(h)
+    ours = model(task.data)
+    assert torch.allclose(ours, h, atol=1e-5), (ours - h).abs().max()
+    sym = build_model("gcn", task, ModelConfig(hidden=16, layers=2, options={"style": "reference"})).eval()
+    sym.load_state_dict(model.state_dict())
+    assert not torch.allclose(sym(task.data), ours, atol=1e-3)  # the default stays symmetric
+    with pytest.raises(HgimbError, match="norm applies to gcn only"):
+        build_model("sage", task, ModelConfig(hidden=8, options={"norm": "target"}))
+
+
+def test_graphens_style_is_the_graphens_codes_gcn():
+    """style=graphens + norm=target: GraphENS nets/gcn.py's GCN (conv -> ReLU for every layer,
+    dropout, linear classifier; weight decay on the convs only), forward and training-mode
+    dropout placement."""
+    from torch_geometric.utils import add_remaining_self_loops, degree
+
+    torch.manual_seed(0)
+    task = sparse_task()
+    model = build_model("gcn", task, ModelConfig(hidden=16, layers=2, dropout=0.5,
+                                                 options={"style": "graphens", "norm": "target"})).eval()
+    assert len(model.weights) == 2 and model.head.in_features == 16
+    assert {id(p) for p in model.no_weight_decay()} == {id(model.head.weight), id(model.head.bias)}
+    x, n = task.data["paper"].x, task.data["paper"].num_nodes
+    ei, _ = add_remaining_self_loops(task.data["paper", "cites", "paper"].edge_index, num_nodes=n)
+    deg = degree(ei[1], n)
+    weight = 1.0 / deg[ei[1]]
+    h = x
+    for w, b in zip(model.weights, model.biases):
+        conv = GCNConv(w.size(1), w.size(0), normalize=False)
+        conv.lin.weight.data.copy_(w), conv.bias.data.copy_(b)
+        h = F.relu(conv(h, ei, weight))
+    expected = model.head(h)
+    assert torch.allclose(model(task.data), expected, atol=1e-5)
+    # training: the only dropout is before the head (the first conv's output is not masked)
+    model.train()
+    emb = model.encode(task.data)
+    zeros = (emb == 0) & (h.detach() != 0)
+    assert zeros.any() and torch.allclose(emb[~zeros & (h != 0)], 2 * h[~zeros & (h != 0)], atol=1e-5)
+    with pytest.raises(HgimbError, match="layout=graphens ends in a linear head"):
+        build_model("gcn", task, ModelConfig(hidden=8, options={"layout": "graphens", "head": "conv"}))
+
+
 @pytest.mark.parametrize("name", ["gcn", "sage", "gatconv"])
 def test_reference_style_decays_the_first_layer_only(name):
     task = sparse_task()
@@ -149,7 +209,7 @@ def test_reference_style_decays_the_first_layer_only(name):
 
 def test_option_errors_are_one_line():
     task = sparse_task()
-    for options, message in [({"style": "paper"}, "style must be one of hgimb, reference"),
+    for options, message in [({"style": "paper"}, "style must be one of hgimb, reference, graphens"),
                              ({"head": "mlp"}, "head must be none or one of linear, conv"),
                              ({"flavour": 1}, "unknown --model-option flavour for model 'gcn'")]:
         with pytest.raises(HgimbError, match=message):

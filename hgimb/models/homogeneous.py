@@ -19,7 +19,7 @@ a root weight; ``GATConv`` with self-loops, LeakyReLU 0.2, no attention dropout;
   On Cora this took a GCN epoch (one training step + one validation pass, one thread) from
   about 0.5 s to milliseconds (BENCHMARKS.md section 3 has the measured numbers).
 
-Two styles (``--model-option style=...``; each of its parts can also be set on its own):
+Three styles (``--model-option style=...``; each of its parts can also be set on its own):
 
 * ``hgimb`` (default): dropout on the input features too, ``layers`` convolutions of width
   ``hidden`` (the last without activation) and a linear head: ``head(encode(x))``.
@@ -35,8 +35,21 @@ Two styles (``--model-option style=...``; each of its parts can also be set on i
   GAT follows their ``StandGAT2``: ``heads`` heads of ``hidden / heads`` channels, concatenated,
   then a one-head output layer.
 
-Options: ``style`` (hgimb | reference), ``input_dropout`` (bool), ``head`` (linear | conv),
-``weight_decay`` (all | first-layer).
+* ``graphens``: the network of the GraphENS code's own runs (JoonHyung-Park/GraphENS
+  ``nets/gcn.py``, ``main_semi.py``): ``layers`` convolutions of width ``hidden``, each followed
+  by ReLU, no dropout between them, dropout before a linear head; weight decay on the
+  convolutions, not the head. (Their GCN also normalises by the target's degree: add
+  ``norm=target``.)
+
+Options: ``style`` (hgimb | reference | graphens), ``input_dropout`` (bool), ``head`` (linear |
+conv), ``weight_decay`` (all | first-layer | all-but-head), ``layout`` (stack | graphens), and
+for ``gcn`` ``norm``: ``sym`` (default, PyG's
+``GCNConv``: ``1 / sqrt(d_i d_j)`` over ``A + I``) or ``target`` (``1 / d_i`` on every edge into
+``i``, self-loop included: a mean over ``N(i) + {i}``). ``target`` is what the GraphENS code's
+own ``GCNConv`` computes (its ``gcn_norm`` returns ``deg_inv_sqrt[col] * w * deg_inv_sqrt[col]``)
+and so does TAM's ``ens_nets/gcn.py``, the backbone behind the published GraphENS and GraphENS +
+TAM numbers; TAM's ``nets/gcn.py`` (CE, re-weight, balanced softmax rows) uses PyG's symmetric
+``GCNConv``.
 
 All edge types of the one node type are merged and made undirected (GCN's symmetric
 normalisation assumes it). Featureless graphs get a learnable embedding per node.
@@ -68,17 +81,26 @@ from .sparse.cache import GraphCache
 from .sparse.csr import FixedAdjacency, spmm, spmm_add
 from .sparse.dense import dropout, first_rows
 
+GCN_NORMS = ("sym", "target")  # gcn's edge normalisation (see the module docstring)
+LAYOUTS = ("stack", "graphens")
+DECAY_SCOPES = ("all", "first-layer", "all-but-head")
 STYLES: Dict[str, Dict[str, object]] = {
-    "hgimb": {"input_dropout": True, "head": "linear", "weight_decay": "all"},
-    "reference": {"input_dropout": False, "head": "conv", "weight_decay": "first-layer"},
+    "hgimb": {"input_dropout": True, "head": "linear", "weight_decay": "all", "layout": "stack"},
+    "reference": {"input_dropout": False, "head": "conv", "weight_decay": "first-layer", "layout": "stack"},
+    "graphens": {"input_dropout": False, "head": "linear", "weight_decay": "all-but-head", "layout": "graphens"},
 }
 PARAMS = (  # --model-option parameters of gcn, sage and gatconv; none = the style's value
-    Param("style", str, "hgimb", "preset of the three options below", choices=tuple(STYLES)),
+    Param("style", str, "hgimb", "preset of the four options below", choices=tuple(STYLES)),
     Param("input_dropout", bool, None, "dropout on the input features (style default)", none=True),
     Param("head", str, None, "linear head after the convs, or the last conv as the head (style default)",
           choices=("linear", "conv"), none=True),
-    Param("weight_decay", str, None, "weight decay on all parameters or the first layer only (style default)",
-          choices=("all", "first-layer"), none=True),
+    Param("weight_decay", str, None, "weight decay on all parameters, the first layer only, or all but the head "
+          "(style default)", choices=DECAY_SCOPES, none=True),
+    Param("layout", str, None, "stack: dropout before every conv but the first, no ReLU after the last; "
+          "graphens: ReLU after every conv, dropout only before the linear head (style default)",
+          choices=LAYOUTS, none=True),
+    Param("norm", str, None, "gcn only: sym (PyG GCNConv, default) or target (1/deg of the target node, "
+          "the GraphENS code's GCN)", choices=GCN_NORMS, none=True),
 )
 
 
@@ -173,6 +195,13 @@ class HomogeneousGNN(GraphModel):
                              "(heads x hidden/heads channels, concatenated)")
         if opts["head"] == "conv" and layers < 2:
             raise HgimbError(f"model '{conv}': head=conv (style=reference) needs --layers >= 2, got {layers}")
+        if opts["layout"] == "graphens" and opts["head"] != "linear":
+            raise HgimbError(f"model '{conv}': layout=graphens ends in a linear head; it cannot be combined with head=conv")
+        norm = cfg.options.get("norm")
+        if norm is not None and conv != "gcn":
+            raise HgimbError(f"model '{conv}': --model-option norm applies to gcn only (sage averages its "
+                             "neighbours, gatconv normalises by attention)")
+        self.gcn_norm = norm or "sym"
         store = task.data[node_type]
         x = getattr(store, "x", None)
         in_dim = hidden if x is None else int(x.size(-1))
@@ -183,6 +212,7 @@ class HomogeneousGNN(GraphModel):
         super().__init__(out_dim, task.num_classes)
         self.conv_kind, self.head_style, self.heads = conv, str(opts["head"]), heads
         self.input_dropout, self.decay_scope = bool(opts["input_dropout"]), str(opts["weight_decay"])
+        self.layout = str(opts["layout"])
         self.node_type = node_type
         self.num_hops = layers
         self.embed = nn.Embedding(int(store.num_nodes), hidden) if x is None else None
@@ -236,9 +266,12 @@ class HomogeneousGNN(GraphModel):
 
     def no_weight_decay(self) -> List[nn.Parameter]:
         """Parameters the optimiser should not decay: with ``weight_decay: first-layer``, all but
-        the first layer's (the reference code's ``non_reg_params``); else none."""
+        the first layer's (the TAM code's ``non_reg_params``); with ``all-but-head``, the linear
+        head's (the GraphENS code's classifier); else none."""
         if self.decay_scope == "all":
             return []
+        if self.decay_scope == "all-but-head":
+            return list(self.head.parameters())
         first = {id(p) for p in (self.weights[0], self.biases[0])} if len(self.weights) else set()
         if self.conv_kind == "gatconv" and len(self.weights):
             first |= {id(self.att_src[0]), id(self.att_dst[0])}
@@ -267,8 +300,8 @@ class HomogeneousGNN(GraphModel):
                 return FixedAdjacency.from_edge_index(ei, n, n, norm="mean")
             loops = torch.arange(n, device=ei.device)
             ei = torch.cat([ei, torch.stack([loops, loops])], 1)
-            if what == "gcn":  # D^-1/2 (A + I) D^-1/2
-                return FixedAdjacency.from_edge_index(ei, n, n, norm="sym")
+            if what == "gcn":  # D^-1/2 (A + I) D^-1/2, or D^-1 (A + I) with norm=target
+                return FixedAdjacency.from_edge_index(ei, n, n, norm="sym" if self.gcn_norm == "sym" else "mean")
             order = torch.argsort(ei[1] * n + ei[0])  # by destination (HeadCSR's layout)
             src, dst = ei[0][order], ei[1][order]
             return src, dst, HeadCSR(src, dst, n, n, heads)
@@ -332,12 +365,15 @@ class HomogeneousGNN(GraphModel):
     def encode(self, data) -> torch.Tensor:
         h = self._input(data)
         last = len(self.weights) - 1
+        stack = self.layout == "stack"
         for i in range(len(self.weights)):
-            if i > 0:
+            if i > 0 and stack:
                 h = dropout(h, self.dropout, self.training)
             h = self._conv(i, h, data)
-            if i < last or self.head_style == "conv":
+            if i < last or self.head_style == "conv" or not stack:
                 h = F.relu(h)
+        if not stack:  # graphens: conv -> ReLU blocks, one dropout before the linear head
+            h = dropout(h, self.dropout, self.training)
         if self.head_style == "conv":
             h = self._last_aggregation(dropout(h, self.dropout, self.training), data)
         return first_rows(h, seed_count(data, self.node_type))
