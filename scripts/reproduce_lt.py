@@ -282,9 +282,16 @@ Jaeyun-Song/TAM `main_bs.py`, `main_ens.py`, `nets/*.py`, `models/tam.py`; JoonH
   synthetic or virtual nodes' edges are undirected (hgimb's backbones symmetrise the graph), so
   they also send messages to real nodes. GraphSMOTE proper (its trained edge generator) is not
   implemented.
-* **GraphENS's own backbone**: GraphENS's `nets/gcn.py` normalises an edge by the target's degree
-  on both sides (`deg_inv_sqrt[col] * w * deg_inv_sqrt[col]`), not symmetrically; the TAM code
-  whose numbers these tables compare with uses PyG's `GCNConv` (symmetric), as hgimb does.
+* **three code paths behind the published step ρ = 10 numbers**: TAM's `main_bs.py` (CE, re-weight,
+  balanced softmax, BS + TAM) builds PyG's symmetric `GCNConv` (`nets/gcn.py`; the `step10` table);
+  TAM's `main_ens.py --ens` (GraphENS, GraphENS + TAM) imports `ens_nets/gcn.py`, whose `gcn_norm`
+  weighs an edge by the target's degree on both sides (`deg_inv_sqrt[col] * w * deg_inv_sqrt[col]`
+  = 1 / deg(i); the `step10-ens` table, `--model-option norm=target`); the GraphENS repository's
+  `main_semi.py` runs its own `nets/gcn.py` (conv → ReLU twice, dropout, a linear classifier, the
+  same normalisation, weight decay on the convs) and reports the epoch of best validation
+  accuracy (the `step10-gens` table, `--model-option style=graphens norm=target`). The `step10`
+  table's GraphENS rows run on the symmetric GCN; `step10-ens` / `step10-gens` repeat them on the
+  code's own backbone.
 * **BAT's published number** is the example output in the authors' README (5 runs, a 3-layer GCN,
   early stopping after 200 epochs): a different protocol from this table's 2-layer TAM setting.
 * **lt100 split**: GraphSHA sorts classes by size with `torch.sort` (tie order unspecified) and

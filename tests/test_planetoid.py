@@ -77,3 +77,22 @@ def test_normalize_option_row_normalises_like_pyg():
     assert norm.meta["normalized_features"] is True and raw.meta["normalized_features"] is False
     with pytest.raises(HgimbError, match="normalize must be true or false"):
         load_dataset("cora", root=folder.parent, normalize="maybe")
+
+
+def test_cora_equals_pygs_planetoid_reader():
+    """What the GraphENS / TAM / GraphSHA code loads (PyG's Planetoid on the same ind.cora.* files,
+    NormalizeFeatures): the same features, labels, edges and public masks as hgimb's loader."""
+    from torch_geometric.io import read_planetoid_data
+    from torch_geometric.transforms import NormalizeFeatures
+    from torch_geometric.utils import coalesce
+
+    folder = real_path("planetoid")
+    real_path("planetoid", "ind.cora.x")
+    theirs = NormalizeFeatures()(read_planetoid_data(str(folder), "cora"))
+    ours = load_dataset("cora", root=folder.parent, normalize=True)
+    assert torch.equal(ours.data["paper"].x, theirs.x) and torch.equal(ours.y, theirs.y)
+    edges = ours.data["paper", "cites", "paper"].edge_index
+    assert torch.equal(coalesce(edges, num_nodes=2708), coalesce(theirs.edge_index, num_nodes=2708))
+    for part in ("train", "val", "test"):
+        mask = getattr(theirs, f"{part}_mask")
+        assert torch.equal(torch.sort(ours.split[part]).values, mask.nonzero().flatten())
