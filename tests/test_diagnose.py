@@ -86,6 +86,18 @@ def test_evidence_file_is_what_benchmarks_md_says():
     assert freebase["scores"]["balanced-softmax+threshold"][0] < freebase["scores"]["smote"][0]
     assert tables["magnetic-tc-cgcnn-tc>600"]["metric"] == "pr_auc" and tables["magnetic-tc-cgcnn-tc>600"]["binary"]
     assert {t["section"] for t in tables.values()} == {"1", "2", "3"}
+    assert len(tables) == len(evidence.load()["tables"])  # one entry per setting (no duplicate ids)
+
+
+def test_evidence_remedy_names_from_table_labels():
+    """The section 3 labels map to remedy specs; GraphENS's ego-network rows are not the
+    embedding-space graphens rows."""
+    from hgimb.evidence import _remedy
+
+    assert _remedy("GraphENS (ego networks, CE)") == "graphens-ego"
+    assert _remedy("GraphENS (ego) + TAM (CE base)") == "graphens-ego+tam"
+    assert _remedy("graphens + TAM (CE base)") == "graphens+tam"
+    assert _remedy("BS + TAM") == "balanced-softmax+tam" and _remedy("CE") == "none"
 
 
 def _regimes(tables):

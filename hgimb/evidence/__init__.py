@@ -52,12 +52,15 @@ def _rows(lines: List[str], start: int) -> tuple[List[str], List[List[str]], int
 
 # the protocol tables (section 3) name remedies as the papers do
 _PAPER_NAMES = {"ce": "none", "cross-entropy": "none", "balanced softmax": "balanced-softmax", "bs": "balanced-softmax",
-                "tam": "tam", "re-weight": "weighted", "graphens": "graphens"}
+                "tam": "tam", "re-weight": "weighted", "graphens": "graphens", "graphens-ego": "graphens-ego"}
 
 
 def _remedy(cell: str) -> str:
     """A table's remedy cell -> the remedy spec (``focal``, ``BS + TAM`` -> ``balanced-softmax+tam``)."""
-    text = re.sub(r"\(.*?\)", "", cell.strip("` ")).strip()  # drop notes such as "(CE base)"
+    # "GraphENS (ego networks, CE)" / "GraphENS (ego) + TAM" name graphens-ego: keep that before
+    # the notes in parentheses go
+    text = re.sub(r"GraphENS \(ego[^)]*\)", "graphens-ego", cell.strip("` "))
+    text = re.sub(r"\(.*?\)", "", text).strip()  # drop notes such as "(CE base)"
     if "+" in text or text.lower() in _PAPER_NAMES:
         parts = [p.strip().lower() for p in text.split("+")]
         return "+".join(_PAPER_NAMES.get(p, p) for p in parts if _PAPER_NAMES.get(p, p) != "none" or len(parts) == 1)
@@ -135,10 +138,14 @@ def crystal_tables(text: str) -> List[Dict[str, Any]]:
 
 
 def cora_tables(text: str) -> List[Dict[str, Any]]:
-    """Section 3: Cora tables, one entry per model column (cells: balanced acc. / macro-F1)."""
+    """Section 3: Cora tables of the published protocols, one entry per model column (cells:
+    balanced acc. / macro-F1). The backbone variants of a protocol (titles without "protocol")
+    are left out: one entry per setting."""
     out = []
     title = r"\*\*(Step imbalance|Long-tailed),? ρ = (\d+)"
     for match, line, counts, header, rows, command in _titled_tables(text, "lt", title):
+        if "protocol" not in line.split("**")[1]:
+            continue
         setting = ("step " if match.group(1).startswith("Step") else "long-tail ") + match.group(2)
         n_match = re.search(r"over (\d+) seeds", line)
         for col, model in enumerate(header):
