@@ -71,11 +71,11 @@ def acm_like(n=40, seed=0, featureless_target=False):
                 target_types=["paper"])
 
 
-def trainer(task, remedy, model="gcn", epochs=4, params=None, seed=0):
+def trainer(task, remedy, model="gcn", epochs=4, params=None, seed=0, options=None):
     cfg = RunConfig(dataset="toy", model=model, remedy=remedy, epochs=epochs, hidden=8, layers=2, seed=seed,
                     patience=100, quiet=True, plots=False)
     torch.manual_seed(seed)
-    net = build_model(model, task, ModelConfig(hidden=8, layers=2))
+    net = build_model(model, task, ModelConfig(hidden=8, layers=2, options=options or {}))
     return Trainer(task, net, build_remedy(remedy, params or {}), cfg)
 
 
@@ -182,6 +182,33 @@ def test_augmentation_leaves_the_graph_untouched_and_feeds_saliency_back():
     assert torch.equal(task.data["paper"].x, before["x"]) and not task.data["paper"].x.requires_grad
     assert torch.equal(task.data["paper", "cites", "paper"].edge_index, before["ei"])
     assert task.data["paper"].num_nodes == n
+
+
+def test_in_edges_only_reach_the_synthetic_nodes():
+    """ens_edges=in (the code's direction): only neighbour -> synthetic edges are appended, and
+    the gcn backbone keeps them one way on a graph stored both ways: with the GraphENS code's
+    normalisation (norm=target, 1 / deg of the receiving node) the real nodes' outputs are what
+    they are without the synthetic nodes (and not so with ens_edges=both)."""
+    task = cora_like()
+    n = task.data["paper"].num_nodes
+    outputs = {}
+    for mode in ("in", "both"):
+        tr = trainer(task, "graphens-ego", epochs=4, params={"ens_edges": mode}, options={"norm": "target"})
+        part = tr.remedy.parts[0]
+        for epoch in range(3):
+            tr.train_epoch(epoch)
+        data = tr.batching.augmentable_graph()
+        aug = part.augment(data, BatchContext(task.split["train"], 3), torch.Generator().manual_seed(0))
+        new = aug.data["paper", "cites", "paper"].edge_index[:, task.data["paper", "cites", "paper"].edge_index.size(1):]
+        if mode == "in":
+            assert (new[1] >= n).all() and (new[0] < n).all()  # into the synthetic nodes only
+        tr.model.eval()
+        with torch.no_grad():
+            outputs[mode] = (tr.model(aug.data)[:n], tr.model(task.data))
+    real_in, plain_in = outputs["in"]
+    assert torch.allclose(real_in, plain_in, atol=1e-5)
+    real_both, plain_both = outputs["both"]
+    assert not torch.allclose(real_both, plain_both, atol=1e-5)
 
 
 @pytest.mark.parametrize("remedy", ["graphens-ego+tam", "graphens-ego+balanced-softmax"])

@@ -61,9 +61,11 @@ Deviations from the authors' code:
   code's networks have none) that is the gradient before the dropout;
 * epochs count from 0: warm-up is ``epoch < ens_warmup`` (the code: ``epoch <= warmup`` from 1,
   the same epochs); ``ens_warmup >= 1`` as the code asserts;
-* edges go both ways (the reverse relation above); the code adds only ``neighbour -> new`` edges,
-  so its synthetic nodes never send messages to real nodes. hgimb's homogeneous backbones make
-  every graph undirected anyway, so there the synthetic nodes do reach their neighbours;
+* edges go both ways by default (the reverse relation above); the code adds only ``neighbour ->
+  new`` edges, so its synthetic nodes never send messages to real nodes: ``ens_edges=in`` does
+  that (the homogeneous backbones keep a graph stored both ways as given, so the one-way edges
+  stay one way there; with ``norm=sym`` the source side of those edges is normalised by its
+  out-degree, where PyG's ``gcn_norm`` uses the in-degree on both sides);
 * neighbour distributions and degrees count distinct in-neighbours (the code's neighbour
   distribution is 0/1 too, but its degree counts duplicate edges); during warm-up the copied
   neighbours are the source's in-neighbours (the code copies its out-neighbours as in-edges: the
@@ -248,12 +250,15 @@ class GraphENSEgo(Remedy):
             Param("ens_pred_temp", float, 2.0, "temperature of the predictions whose KL mixes the neighbour "
                   "distributions (the code's pred_temp: 2)", Range(0, low_open=True)),
             Param("ens_warmup", int, 1, "epochs of plain mixup with copied neighbours (the code's warmup: 1)",
-                  Range(1)))
+                  Range(1)),
+            Param("ens_edges", str, "both", "both: synthetic nodes also send to their neighbours (reverse edges); "
+                  "in: neighbour -> synthetic only (the code)", choices=("both", "in")))
 
     def __init__(self, **params: Any):
         super().__init__(**params)
         self.alpha, self.keep_prob = self.p["ens_alpha"], self.p["ens_keep_prob"]
         self.pred_temp, self.warmup = self.p["ens_pred_temp"], self.p["ens_warmup"]
+        self.both_ways = self.p["ens_edges"] == "both"
         self.model: Optional[torch.nn.Module] = None
         self.leaf: Optional[torch.Tensor] = None  # the last augmented graph's target features (their .grad: saliency)
 
@@ -334,7 +339,7 @@ class GraphENSEgo(Remedy):
             owner, nbr = pairs[relation.rel]
             new = owner + self.num_nodes
             edges.setdefault(relation.rel, []).append(torch.stack([nbr, new]))
-            if relation.reverse is not None:
+            if relation.reverse is not None and self.both_ways:
                 edges.setdefault(relation.reverse, []).append(torch.stack([new, nbr]))
         aug = append_nodes(data, [nt], nt, x_new.detach(), {rel: torch.cat(parts, 1) for rel, parts in edges.items()},
                            self.train_labels[rows_src])

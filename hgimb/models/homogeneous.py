@@ -52,7 +52,9 @@ TAM numbers; TAM's ``nets/gcn.py`` (CE, re-weight, balanced softmax rows) uses P
 ``GCNConv``.
 
 All edge types of the one node type are merged and made undirected (GCN's symmetric
-normalisation assumes it). Featureless graphs get a learnable embedding per node.
+normalisation assumes it) when the task's graph is not stored both ways already; a graph stored
+both ways (Planetoid's) is used as given, so edges an input-level remedy appends in one
+direction only (``graphens-ego`` with ``ens_edges=in``) keep their direction. Featureless graphs get a learnable embedding per node.
 
 Sampled subgraphs (``--batch-size``): the neighbour sampler follows in-edges, which on a graph
 stored with both directions (Planetoid's are) are exactly the undirected neighbours, so the
@@ -284,7 +286,9 @@ class HomogeneousGNN(GraphModel):
         parts = [data[et].edge_index for et in data.edge_types]
         ei = torch.cat(parts, 1) if parts else torch.empty(2, 0, dtype=torch.long)
         if getattr(data[self.node_type], "batch_size", None) is None:
-            return to_undirected(ei, num_nodes=n)
+            # a graph stored both ways is used as stored (duplicates merged), so that edges an
+            # augmentation adds one way (graphens-ego's ens_edges=in) stay one way
+            return coalesce(ei, num_nodes=n) if self._stored_undirected else to_undirected(ei, num_nodes=n)
         if self._stored_undirected:  # sampled: the in-edges already are the neighbours (see above)
             return coalesce(ei, num_nodes=n)
         raise HgimbError("gcn/sage/gatconv mini-batch training needs the graph stored with both edge directions "
