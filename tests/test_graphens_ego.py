@@ -211,6 +211,28 @@ def test_in_edges_only_reach_the_synthetic_nodes():
     assert not torch.allclose(real_both, plain_both, atol=1e-5)
 
 
+def test_train_predictions_are_the_previous_training_pass():
+    """ens_pred=train: the KL's predictions come from the previous training pass's logits of the
+    real nodes (the code's prev_out). With no dropout, no weight update and one-way synthetic
+    edges under norm=target, those logits are exactly the model's outputs on the plain graph."""
+    task = cora_like()
+    cfg = RunConfig(dataset="toy", model="gcn", remedy="graphens-ego", epochs=3, hidden=8, layers=2, seed=0, lr=0.0,
+                    dropout=0.0, patience=100, quiet=True, plots=False)
+    torch.manual_seed(0)
+    net = build_model("gcn", task, ModelConfig(hidden=8, layers=2, dropout=0.0, options={"norm": "target"}))
+    tr = Trainer(task, net, build_remedy("graphens-ego", {"ens_pred": "train", "ens_edges": "in"}), cfg)
+    part = tr.remedy.parts[0]
+    tr.train_epoch(0)
+    assert part.prev_logits is not None and part.prev_logits.shape == (task.data["paper"].num_nodes, 3)
+    tr.model.eval()
+    with torch.no_grad():
+        assert torch.allclose(part.prev_logits, tr.model(task.data), atol=1e-5)
+    tr.train_epoch(1)  # the KL step reads them (no eval pass needed)
+    default = trainer(task, "graphens-ego", epochs=2)
+    default.train_epoch(0)
+    assert default.remedy.parts[0].prev_logits is None  # ens_pred=eval keeps nothing
+
+
 @pytest.mark.parametrize("remedy", ["graphens-ego+tam", "graphens-ego+balanced-softmax"])
 def test_composes_with_loss_remedies(remedy):
     tr = trainer(cora_like(), remedy, epochs=4, params={"tam_warmup": 1} if "tam" in remedy else None)

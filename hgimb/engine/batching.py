@@ -33,6 +33,8 @@ class FullGraph:
 
     def encode_augmented(self, model, chunk: torch.Tensor, aug) -> torch.Tensor:
         h = model.encode(aug.data)
+        if aug.on_encoded is not None:
+            aug.on_encoded(h.detach())
         rows = chunk.to(self.device)
         if aug.real_rows is not None:
             rows = aug.real_rows.to(self.device)[rows]

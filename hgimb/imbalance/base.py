@@ -96,12 +96,16 @@ class GraphAugmentation:
     ``new_rows``: rows of the synthetic labelled nodes in ``model.encode(data)``, and
     ``new_targets`` their hard labels; both empty when the augmentation adds no labelled node
     (e.g. virtual nodes or edges only). The loss sees the step's real rows first, then these.
-    Build one with :func:`hgimb.imbalance.graph_augment.append_nodes`."""
+    ``on_encoded``: called once with ``model.encode(data)`` of the step (detached; every node of
+    the augmented graph), for a remedy that reads the training pass's own outputs at the next
+    step (GraphENS's ``prev_out``). Build one with
+    :func:`hgimb.imbalance.graph_augment.append_nodes`."""
 
     data: Any
     new_rows: torch.Tensor
     new_targets: torch.Tensor
     real_rows: Optional[torch.Tensor] = None
+    on_encoded: Optional[Callable[[torch.Tensor], None]] = None
 
 
 class Remedy:

@@ -54,9 +54,11 @@ another synthesis or augmentation remedy.
 
 Deviations from the authors' code:
 
-* the predictions ``p`` come from a no-grad full-graph pass in eval mode at the start of each
-  step, with the current weights; the code reuses the logits of the previous training forward
-  pass (dropout on, weights before the last update);
+* the predictions ``p`` come by default (``ens_pred=eval``) from a no-grad full-graph pass in
+  eval mode at the start of each step, with the current weights; the code reuses the logits of
+  the previous training forward pass (dropout on, weights before the last update):
+  ``ens_pred=train`` does that (the trainer hands the step's encoded graph to the augmentation's
+  ``on_encoded``; the real nodes' rows through the head are kept for the next step);
 * the saliency is ``dL/dx`` of the raw features; with ``style=hgimb``'s input dropout (the
   code's networks have none) that is the gradient before the dropout;
 * epochs count from 0: warm-up is ``epoch < ens_warmup`` (the code: ``epoch <= warmup`` from 1,
@@ -252,13 +254,18 @@ class GraphENSEgo(Remedy):
             Param("ens_warmup", int, 1, "epochs of plain mixup with copied neighbours (the code's warmup: 1)",
                   Range(1)),
             Param("ens_edges", str, "both", "both: synthetic nodes also send to their neighbours (reverse edges); "
-                  "in: neighbour -> synthetic only (the code)", choices=("both", "in")))
+                  "in: neighbour -> synthetic only (the code)", choices=("both", "in")),
+            Param("ens_pred", str, "eval", "logits behind the KL: eval (a no-grad eval-mode pass with the current "
+                  "weights) or train (the previous training pass's, dropout on: the code's prev_out)",
+                  choices=("eval", "train")))
 
     def __init__(self, **params: Any):
         super().__init__(**params)
         self.alpha, self.keep_prob = self.p["ens_alpha"], self.p["ens_keep_prob"]
         self.pred_temp, self.warmup = self.p["ens_pred_temp"], self.p["ens_warmup"]
         self.both_ways = self.p["ens_edges"] == "both"
+        self.train_pred = self.p["ens_pred"] == "train"
+        self.prev_logits: Optional[torch.Tensor] = None  # ens_pred=train: the last training pass's real-node logits
         self.model: Optional[torch.nn.Module] = None
         self.leaf: Optional[torch.Tensor] = None  # the last augmented graph's target features (their .grad: saliency)
 
@@ -295,9 +302,19 @@ class GraphENSEgo(Remedy):
     @torch.no_grad()
     def predictions(self, data) -> torch.Tensor:
         """``softmax(mean over each node's neighbourhood and itself of the logits / ens_pred_temp)``,
-        logits from an eval-mode full-graph pass."""
-        logits = full_graph_logits(self.model, data, self.num_nodes, self.name)
+        logits from an eval-mode full-graph pass, or (``ens_pred=train``) the previous training
+        pass's logits of the real nodes, as the code's ``prev_out``."""
+        if self.train_pred and self.prev_logits is not None:
+            logits = self.prev_logits
+        else:
+            logits = full_graph_logits(self.model, data, self.num_nodes, self.name)
         return torch.softmax(self.aggregate(logits) / self.pred_temp, dim=1)
+
+    def keep_training_logits(self, h: torch.Tensor, real_rows: Optional[torch.Tensor] = None) -> None:
+        """``on_encoded`` of the step's augmentation: the real nodes' logits of this training pass."""
+        rows = h[: self.num_nodes] if real_rows is None else h[real_rows.to(h.device)]
+        with torch.no_grad():
+            self.prev_logits = self.model.head(rows).float()
 
     def saliency(self) -> torch.Tensor:
         """The previous step's ``dL/dx`` of the real target nodes."""
@@ -345,4 +362,6 @@ class GraphENSEgo(Remedy):
                            self.train_labels[rows_src])
         # the appended features are a fresh tensor: a leaf whose gradient the next step reads
         self.leaf = aug.data[nt].x.requires_grad_(True)
+        if self.train_pred:
+            aug.on_encoded = lambda h: self.keep_training_logits(h, aug.real_rows)
         return aug
