@@ -132,7 +132,10 @@ def test_issue_example_freebase_rho10_is_backed_by_the_table():
     rec = dg.recommend("severe", False, kind="node")
     assert rec["remedy"] != "balanced-softmax+threshold"  # the contradicted rule of issue 18
     line = next(e for e in rec["evidence"] if e["table"] == "freebase-rgcn-long-tail10")
-    assert line["rank"] <= (line["remedies"] + 1) / 2
+    if rec["remedy"] is not None:  # a recommendation never ranks below the table's median
+        assert line["rank"] <= (line["remedies"] + 1) / 2
+    else:  # no remedy at or above the median in every table of the regime: search on validation
+        assert rec["why"].startswith("evidence mixed") and line["best"][0] == "smote"
     text = "\n".join(dg.format_recommendation(rec, "freebase"))
     assert "freebase-rgcn-long-tail10" in text and "python -m hgimb.advise freebase" in text
 
