@@ -92,12 +92,19 @@ def test_evidence_file_is_what_benchmarks_md_says():
 def test_evidence_remedy_names_from_table_labels():
     """The section 3 labels map to remedy specs; GraphENS's ego-network rows are not the
     embedding-space graphens rows."""
+    from hgimb import evidence
     from hgimb.evidence import _remedy
 
     assert _remedy("GraphENS (ego networks, CE)") == "graphens-ego"
     assert _remedy("GraphENS (ego) + TAM (CE base)") == "graphens-ego+tam"
     assert _remedy("graphens + TAM (CE base)") == "graphens+tam"
-    assert _remedy("BS + TAM") == "balanced-softmax+tam" and _remedy("CE") == "none"
+    assert _remedy("BS + TAM") == "tam" and _remedy("BAT + BS + TAM") == "bat+tam" and _remedy("CE") == "none"
+    assert _remedy("BAT (CE)") == "bat" and _remedy("GraphSHA (CE)") == "graphsha"  # names --remedy takes
+    from hgimb.imbalance import build_remedy
+
+    for table in evidence.load()["tables"]:  # every evidence name is a remedy --remedy accepts
+        for name in table["scores"]:
+            build_remedy(name)
 
 
 def _regimes(tables):

@@ -56,15 +56,18 @@ _PAPER_NAMES = {"ce": "none", "cross-entropy": "none", "balanced softmax": "bala
 
 
 def _remedy(cell: str) -> str:
-    """A table's remedy cell -> the remedy spec (``focal``, ``BS + TAM`` -> ``balanced-softmax+tam``)."""
+    """A table's remedy cell -> the remedy spec ``--remedy`` takes (``focal``, ``BAT (CE)`` -> ``bat``,
+    ``BS + TAM`` -> ``tam``: TAM's margins sit on its base loss, balanced softmax by default)."""
     # "GraphENS (ego networks, CE)" / "GraphENS (ego) + TAM" name graphens-ego: keep that before
     # the notes in parentheses go
     text = re.sub(r"GraphENS \(ego[^)]*\)", "graphens-ego", cell.strip("` "))
     text = re.sub(r"\(.*?\)", "", text).strip()  # drop notes such as "(CE base)"
     if "+" in text or text.lower() in _PAPER_NAMES:
-        parts = [p.strip().lower() for p in text.split("+")]
-        return "+".join(_PAPER_NAMES.get(p, p) for p in parts if _PAPER_NAMES.get(p, p) != "none" or len(parts) == 1)
-    return text.split(" ")[0]
+        parts = [_PAPER_NAMES.get(p.strip().lower(), p.strip().lower()) for p in text.split("+")]
+        if "tam" in parts:  # "BS + TAM" is tam on its default base; tam and a loss do not compose
+            parts = [p for p in parts if p != "balanced-softmax"]
+        return "+".join(p for p in parts if p != "none" or len(parts) == 1)
+    return text.split(" ")[0].lower()  # "BAT (CE)" -> "bat": remedy names are lower case
 
 
 def _command(block: str) -> str:
