@@ -118,3 +118,38 @@ def test_simple_hgn_dropout_is_seeded_and_active_in_training():
     torch.manual_seed(4)
     assert not torch.equal(model(task.data), outs[0])
     assert torch.equal(model.eval()(task.data), model(task.data))
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_simple_hgn_encode_rows_computes_only_what_the_rows_read(training):
+    """``encode_rows`` (the full-batch trainer's path) equals ``encode(data)[rows]``: values,
+    gradients and the dropout draws, for rows in any order with repeats, while its layers compute
+    fewer nodes than the graph has."""
+    from hgimb.engine.batching import encode_rows
+
+    task = tiny_task(movie_features=False)
+    torch.manual_seed(0)
+    model = build_model("simple-hgn", task, ModelConfig(hidden=6, heads=3, layers=2, dropout=0.5)).double()
+    for conv in model.convs:  # a visible attention residual
+        conv.beta = 0.3
+    model.train(training)
+    rows = torch.tensor([7, 2, 7, 11])
+    params = [p for p in model.parameters() if p.requires_grad]
+    torch.manual_seed(5)
+    full = model.encode(task.data)[rows]
+    g_full = torch.autograd.grad(full.pow(3).sum(), params, allow_unused=True)
+    after_full = torch.rand(1)
+    torch.manual_seed(5)
+    part = encode_rows(model, task.data, rows)
+    g_part = torch.autograd.grad(part.pow(3).sum(), params, allow_unused=True)
+    assert torch.equal(torch.rand(1), after_full)  # the same random draws were consumed
+    assert torch.allclose(part, full, atol=1e-12)
+    for a, b in zip(g_part, g_full):
+        assert (a is None and b is None) or torch.allclose(a, b, atol=1e-10)
+    graph, offsets = model._view(task.data)
+    plan = graph.plan(torch.unique(rows + offsets["movie"]), len(model.convs) + 1)
+    assert [s.rows.numel() for s in plan][-1] == 3
+    assert plan[0].in_rows.numel() <= graph.num_nodes and plan[1].rows.numel() < graph.num_nodes
+    if training:  # dropout is on: another seed gives other values
+        torch.manual_seed(6)
+        assert not torch.allclose(encode_rows(model, task.data, rows), full)

@@ -44,11 +44,18 @@ class FullGraph:
         return [idx]
 
     def encode(self, model, chunk: torch.Tensor) -> torch.Tensor:
-        return model.encode(self.data)[chunk.to(self.device)]
+        return encode_rows(model, self.data, chunk.to(self.device))
 
     @torch.no_grad()
     def logits(self, model, items: torch.Tensor) -> torch.Tensor:
-        return model(self.data)[items.to(self.device)]
+        return model.head(encode_rows(model, self.data, items.to(self.device)))
+
+
+def encode_rows(model, data, rows: torch.Tensor) -> torch.Tensor:
+    """The embeddings of the target ``rows``: the model's ``encode_rows`` when it has one (it may
+    compute only what those rows read), else ``encode(data)[rows]``."""
+    own = getattr(model, "encode_rows", None)
+    return own(data, rows) if callable(own) else model.encode(data)[rows]
 
 
 @BATCHING.register("graph-batches")

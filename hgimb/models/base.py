@@ -76,6 +76,12 @@ class GraphModel(nn.Module):
     def forward(self, inputs) -> torch.Tensor:
         return self.head(self.encode(inputs))
 
+    def encode_rows(self, inputs, rows: torch.Tensor) -> torch.Tensor:
+        """``encode(inputs)[rows]`` (node tasks on the full graph: ``rows`` index the target
+        items, in order, repeats allowed). A model whose layers can skip what those rows do not
+        read overrides it with the same values (Simple-HGN does)."""
+        return self.encode(inputs)[rows]
+
     def classifier_head(self) -> Optional[nn.Linear]:
         return self.head if isinstance(self.head, nn.Linear) else None
 

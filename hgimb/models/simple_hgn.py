@@ -39,7 +39,7 @@ Options (``cfg.options``): ``edge_dim`` (64), ``beta`` (0.05), ``negative_slope`
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -92,6 +92,7 @@ class AttentionGraph:
         self.num_edges = int(self.src.numel())
         self.ptr = index2ptr(self.dst, n)
         self._products: Dict[Tuple, Tuple] = {}
+        self._plans: Dict[Tuple, List[LayerRows]] = {}
 
     @property
     def edge_index(self) -> torch.Tensor:
@@ -103,6 +104,23 @@ class AttentionGraph:
         if key not in self._products:
             self._products[key] = HeadCSR(self.src, self.dst, self.num_nodes, self.num_nodes, heads)
         return self._products[key]
+
+    def plan(self, seeds: torch.Tensor, layers: int) -> List["LayerRows"]:
+        """The rows each of ``layers`` stacked layers must compute so that the last one outputs
+        the nodes ``seeds`` (sorted, distinct): last layer first built, returned first layer
+        first. Exact for attention layers: a node's output reads only its in-edges, their
+        sources and itself. Cached for the last few seed sets (the training and validation
+        items repeat every epoch)."""
+        key = (seeds.cpu().numpy().tobytes(), int(layers))
+        if key not in self._plans:
+            steps, rows = [], seeds
+            for _ in range(layers):
+                steps.append(LayerRows(self, rows))
+                rows = steps[-1].in_rows
+            self._plans[key] = steps[::-1]
+            while len(self._plans) > 8:
+                self._plans.pop(next(iter(self._plans)))
+        return self._plans[key]
 
     def into(self, ranges: Tuple[Tuple[int, int], ...], heads: int) -> Tuple[torch.Tensor, HeadCSR, torch.Tensor]:
         """For output rows ``ranges`` (``(start, stop)`` node ranges, in output order): the ids
@@ -121,6 +139,36 @@ class AttentionGraph:
             edges, rows, dst = torch.cat(edges), torch.cat(rows), torch.cat(dst)
             self._products[key] = (edges, HeadCSR(self.src[edges], dst, self.num_nodes, out, heads), rows)
         return self._products[key]
+
+
+class LayerRows:
+    """One layer's share of a :meth:`AttentionGraph.plan`: it outputs the nodes ``rows`` (sorted)
+    from inputs at the nodes ``in_rows`` (sorted; the sources of the edges into ``rows``, which
+    include ``rows`` through the self-loops). ``edges``: ids (graph order, ascending) of the
+    edges into ``rows``; ``src_pos`` / ``dst_pos``: each such edge's source position in
+    ``in_rows`` and destination position in ``rows``; ``self_pos``: each output row's position in
+    ``in_rows`` (its residual and destination score)."""
+
+    def __init__(self, graph: AttentionGraph, rows: torch.Tensor):
+        lo, hi = graph.ptr[rows], graph.ptr[rows + 1]
+        counts = hi - lo
+        total = int(counts.sum())
+        within = torch.arange(total, device=rows.device) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)
+        self.rows, self.num_edges = rows, total
+        self.edges = torch.repeat_interleave(lo, counts) + within
+        src = graph.src.index_select(0, self.edges)
+        self.in_rows = torch.unique(torch.cat([src, rows]))
+        self.src_pos = torch.searchsorted(self.in_rows, src)
+        self.self_pos = torch.searchsorted(self.in_rows, rows)
+        self.dst_pos = torch.repeat_interleave(torch.arange(rows.numel(), device=rows.device), counts)
+        self.ptr = index2ptr(self.dst_pos, rows.numel())
+        self.edge_type = graph.edge_type.index_select(0, self.edges)
+        self._products: Dict[int, HeadCSR] = {}
+
+    def product(self, heads: int) -> HeadCSR:
+        if heads not in self._products:
+            self._products[heads] = HeadCSR(self.src_pos, self.dst_pos, self.in_rows.numel(), self.rows.numel(), heads)
+        return self._products[heads]
 
 
 def attention_aggregate(alpha: torch.Tensor, h: torch.Tensor, graph: AttentionGraph,
@@ -186,6 +234,12 @@ class SimpleHGNConv(nn.Module):
     def attention(self, x: torch.Tensor, graph: AttentionGraph) -> torch.Tensor:
         """Softmax-normalised attention ``[E, heads]`` over each node's incoming edges, from the
         layer input ``x`` (after feature dropout)."""
+        return self._attention(x, graph.src, graph.dst, graph.edge_type, graph.ptr, graph.num_nodes)
+
+    def _attention(self, x: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, edge_type: torch.Tensor,
+                   ptr: torch.Tensor, num_dst: int) -> torch.Tensor:
+        """Attention over edges ``(src, dst)`` (row positions in ``x``; sorted by ``dst``, groups
+        ``ptr`` over ``num_dst`` destinations)."""
         # a_src . (W x)_head = x . (W_head^T a_src,head): fold the attention vectors into the
         # weight (an [in, heads] matrix per side, both sides in one [in, 2 heads] product)
         # instead of reducing an [N, heads, F] product
@@ -194,9 +248,9 @@ class SimpleHGNConv(nn.Module):
         scores = narrow_mm(x, torch.einsum("hfi,shf->ish", weight, att).reshape(weight.size(-1), 2 * self.heads))
         score_src, score_dst = scores[:, : self.heads], scores[:, self.heads:]
         # edge-type scores are computed on the small embedding table, then gathered per edge
-        logits = (score_src.index_select(0, graph.src) + score_dst.index_select(0, graph.dst)
-                  + self.edge_type_scores().index_select(0, graph.edge_type))
-        return softmax(F.leaky_relu(logits, self.negative_slope), ptr=graph.ptr, num_nodes=graph.num_nodes)
+        logits = (score_src.index_select(0, src) + score_dst.index_select(0, dst)
+                  + self.edge_type_scores().index_select(0, edge_type))
+        return softmax(F.leaky_relu(logits, self.negative_slope), ptr=ptr, num_nodes=num_dst)
 
     def forward(self, x: torch.Tensor, graph: AttentionGraph, res_attn: Optional[torch.Tensor] = None,
                 rows: Optional[Tuple[Tuple[int, int], ...]] = None) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -217,6 +271,30 @@ class SimpleHGNConv(nn.Module):
         if self.activation:
             out = F.elu(out)
         return out, alpha.detach()
+
+    def forward_rows(self, x: torch.Tensor, graph: AttentionGraph, step: LayerRows,
+                     res_attn: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` for the rows of one :class:`LayerRows`: ``x`` holds the layer input at
+        ``step.in_rows``; returns the output at ``step.rows`` and the attention over all the
+        graph's edges (zero outside ``step.edges``: the next layer reads only its own, a subset).
+        Equal to :meth:`forward`'s rows, dropout included: the masks are drawn for the whole
+        graph and their rows applied."""
+        h_in = dropout(x, self.dropout, self.training, rows=step.in_rows, num_rows=graph.num_nodes)
+        h = self.lin(h_in).view(-1, self.heads, self.out_channels)
+        dst = step.self_pos.index_select(0, step.dst_pos)
+        alpha = self._attention(h_in, step.src_pos, dst, step.edge_type, step.ptr, step.rows.numel())
+        alpha = dropout(alpha, self.attn_dropout, self.training, rows=step.edges, num_rows=graph.num_edges)
+        if res_attn is not None and self.beta > 0:
+            alpha = alpha * (1.0 - self.beta) + res_attn.index_select(0, step.edges) * self.beta
+        base = None
+        if self.res is not None:
+            res_in = h_in.index_select(0, step.self_pos)
+            base = self.res(res_in).view(res_in.size(0), -1, self.out_channels)
+        out = head_spmm(alpha, h, step.product(self.heads), base)
+        if self.activation:
+            out = F.elu(out)
+        full = alpha.new_zeros(graph.num_edges, alpha.size(1)).index_copy_(0, step.edges, alpha.detach())
+        return out, full
 
 
 def homogeneous_view(data, edge_types) -> Tuple[AttentionGraph, Dict[str, int]]:
@@ -346,6 +424,31 @@ class SimpleHGN(GraphModel):
         h, _ = self.out_conv(h, graph, None, rows=rows)  # HGB: no attention residual here
         h = h.mean(1)
         return F.normalize(h, p=2, dim=-1, eps=1e-12)
+
+    def encode_rows(self, data, rows: torch.Tensor) -> torch.Tensor:
+        """``encode(data)[rows]`` computing only what those rows read: each layer outputs the
+        nodes the next one aggregates from (:meth:`AttentionGraph.plan`), so a training step on
+        Freebase's 837 training movies computes the second 512-wide layer on 15,103 of 43,854
+        nodes and validation on 4,063. Same values and the same dropout draws as the full pass
+        (tested); sampled subgraphs take :meth:`encode`."""
+        if getattr(data[self.target_types[0]], "batch_size", None) is not None:
+            return self.encode(data)[rows]
+        graph, offsets = self._view(data)
+        counts = torch.tensor([int(data[t].num_nodes) for t in self.target_types], device=rows.device)
+        starts = counts.cumsum(0) - counts
+        kind = torch.searchsorted(starts, rows, right=True) - 1
+        shift = torch.tensor([offsets[t] for t in self.target_types], device=rows.device) - starts
+        seeds, order = torch.unique(rows + shift[kind], return_inverse=True)
+        plan = graph.plan(seeds, len(self.convs) + 1)
+        x_dict = self.input(data)
+        h = torch.cat([x_dict[nt] for nt in data.node_types], 0).index_select(0, plan[0].in_rows)
+        res_attn = None
+        for conv, step in zip(self.convs, plan):
+            h, res_attn = conv.forward_rows(h, graph, step, res_attn)
+            h = h.flatten(1)
+        h, _ = self.out_conv.forward_rows(h, graph, plan[-1], None)  # HGB: no attention residual here
+        h = F.normalize(h.mean(1), p=2, dim=-1, eps=1e-12)
+        return h.index_select(0, order)
 
 
 @register_model("simple-hgn", kinds=("node",), help="Simple-HGN (Lv et al. KDD 2021): GAT with edge-type attention, residuals, L2 norm",

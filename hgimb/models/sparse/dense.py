@@ -3,6 +3,9 @@ mask), :func:`narrow_mm` (the gradient of a narrow right factor) and :func:`firs
 backward of a whole-tensor slice)."""
 from __future__ import annotations
 
+import math
+from typing import Optional
+
 import torch
 
 class _NarrowMM(torch.autograd.Function):
@@ -39,7 +42,8 @@ def first_rows(x: torch.Tensor, rows: int) -> torch.Tensor:
     return x if rows == x.size(0) else x[:rows]
 
 
-def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
+def dropout(x: torch.Tensor, p: float, training: bool = True, rows: Optional[torch.Tensor] = None,
+            num_rows: Optional[int] = None) -> torch.Tensor:
     """``F.dropout`` with a faster CPU mask.
 
     Why: on CPU ``F.dropout`` draws a Bernoulli per element (``bernoulli_``), which costs more
@@ -48,6 +52,10 @@ def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     ``torch.manual_seed`` still makes it reproducible); ``p`` is rounded to a multiple of
     1/256 and the kept values are scaled by the exact inverse keep rate. CUDA tensors use
     ``F.dropout`` (already fast there).
+
+    ``rows`` / ``num_rows``: ``x`` holds the rows ``rows`` of a ``[num_rows, ...]`` tensor; the
+    mask of the whole tensor is drawn (the same random stream as dropout on it) and its ``rows``
+    are applied, so a layer that computes only some rows drops exactly what the full layer would.
     """
     if not training or p <= 0.0:
         return x
@@ -60,9 +68,11 @@ def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
         return x
     if threshold >= 256:
         return x * 0.0
-    n = x.numel()
+    shape = x.shape if rows is None else (int(num_rows),) + tuple(x.shape[1:])
+    n = math.prod(shape)
     draws = torch.empty((n + 7) // 8, dtype=torch.int64).random_(-(2**63), 2**63 - 1)
-    keep = draws.view(torch.uint8)[:n].view(x.shape) >= threshold
+    keep = draws.view(torch.uint8)[:n].view(shape)
+    if rows is not None:
+        keep = keep.index_select(0, rows)
     # a float mask with the scale folded in: one vectorised multiply forward and backward
-    return x * keep.to(x.dtype).mul_(256.0 / (256 - threshold))
-
+    return x * (keep >= threshold).to(x.dtype).mul_(256.0 / (256 - threshold))
