@@ -20,6 +20,10 @@ and, declared where they apply (read through the functions below, with the defau
 * ``classifier_head() -> nn.Linear | None``: the linear layer whose bias holds the per-class
   offsets (``prior-bias`` sets it); default: ``head`` when it is an ``nn.Linear``, else None;
 * ``no_weight_decay() -> list of parameters`` (optional): parameters exempt from weight decay.
+* ``encode_rows(data, rows) -> Tensor [len(rows), d]`` (optional; default ``encode(data)[rows]``):
+  node tasks on the full graph, the embeddings of the target rows ``rows`` in order; a model
+  may compute only what those rows read, with the same values (the full-batch trainer calls it
+  with the training items each step and the validation items each epoch).
 
 A model without these declarations trains full-batch; a feature that needs one it lacks stops
 with a one-line :class:`~hgimb.errors.HgimbError`. :class:`GraphModel` is the base class of the

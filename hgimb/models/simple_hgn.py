@@ -27,8 +27,8 @@ grows by ~lr per step, so the validation loss kept falling with the scale alone.
 Remaining deviations from the HGB code: featureless types are embedding tables, not a linear
 map of a sparse identity, so they have no per-type bias (HGB's ``fc`` bias, U(+-1/sqrt(N)));
 dropout masks come from hgimb's byte-per-element CPU dropout (``sparse.dropout``: p rounded to
-1/256, different random draws from torch's); the output layer computes the target rows only
-(the same values); edges are typed per stored relation (HGB's DGL graph merges duplicate
+1/256, different random draws from torch's); each layer computes only the nodes the rows asked
+for read (``encode_rows``; the same values); edges are typed per stored relation (HGB's DGL graph merges duplicate
 (u, v) pairs of different relations into one edge of the last type; hgimb keeps each); early
 stopping is the trainer's (best validation loss, patience 30: HGB's ``EarlyStopping`` also
 restores the best checkpoint).
