@@ -397,6 +397,10 @@ def test_reproduce_lt_protocol_grids_and_section(tmp_path):
     assert {(c.split, c.imbalance_type, c.imbalance_ratio, c.epochs, c.patience, c.hidden, c.dataset) for c in lt} == {
         ("full", "long-tail-remove", 100.0, 900, 300, 64, "citeseer")}
     assert len(lt) == 3 * 2  # gcn, gatconv, sage x 2 seeds
+    # Freebase rho = 10 with Simple-HGN at its HGB settings; hgimb's own protocols keep their patience
+    hgn = expand(script.protocol_grid("freebase10-hgn", None, ["none"], [0], None, 100))
+    assert {(c.dataset, c.model, c.imbalance_ratio, c.lr, c.heads, c.hidden, c.epochs, c.patience, c.monitor)
+            for c in hgn} == {("freebase", "simple-hgn", 10.0, 0.0005, 8, 64, 300, 50, "macro_f1")}
     frame = pd.DataFrame([{"model": "gcn", "remedy": r, "seed": s, "test_balanced_accuracy": 0.6 + 0.01 * s + d,
                            "test_macro_f1": 0.5 + d, "train_seconds": 10.0, "seconds_per_epoch": 0.01,
                            "epochs_run": 100, "train_class_counts": [20, 2]}
