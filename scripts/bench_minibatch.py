@@ -112,7 +112,6 @@ def main() -> int:
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--doc", default=str(ROOT / "BENCHMARKS.md"))
     args = parser.parse_args()
-    os.environ.setdefault("HGIMB_DATA", str(ROOT.parent / "shared" / "datasets"))
     os.environ["HGIMB_THREADS"] = "1"  # the table says "one torch thread"
     seeds = parse_seeds(args.seeds)
     load_before = os.getloadavg()

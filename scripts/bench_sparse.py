@@ -11,6 +11,7 @@ trained on mini-batches of 128 seeds with fanout 10,10 at lr 0.002 (the mini-bat
 of the "Mini-batch training" section), 200 epochs, patience 50, model selection on validation
 macro-F1, remedy none; ``--sparse-embeddings off`` (dense gradients, torch Adam) against ``on``
 (row-sparse gradients, :class:`hgimb.engine.optim.LazyAdam`). Same seeds on both sides.
+``--weight-decay W`` runs the same cells with another weight decay (rows of their own).
 
 Runs go through the bench runner (:func:`hgimb.benchkit.docs.run_recording_load`), one at a time
 in this process with one torch thread; the store is ``bench/sparse/results.jsonl`` (finished runs
@@ -40,11 +41,13 @@ BASE = dict(dataset="freebase", epochs=200, patience=50, lr=0.002, monitor="macr
             remedy="none", quiet=True, plots=False)
 
 
-def config(model: str, setting: str, mode: str, seed: int):
+def config(model: str, setting: str, mode: str, seed: int, weight_decay=None):
     from hgimb.config import RunConfig
 
     arch = RunConfig.read_yaml(ROOT / "configs" / "hgb" / f"freebase-{model}.yaml")
     keep = {k: arch[k] for k in ("hidden", "heads", "layers", "dropout", "weight_decay") if k in arch}
+    if weight_decay is not None:
+        keep["weight_decay"] = float(weight_decay)
     return RunConfig(**{**BASE, **keep}, model=model, seed=seed, imbalance_ratio=SETTINGS[setting],
                      sparse_embeddings=mode)
 
@@ -56,7 +59,10 @@ def render(frame: pd.DataFrame, loads: dict) -> str:
     frame = frame.assign(setting=frame["imbalance_ratio"].map(setting), sparse=frame["sparse_embeddings"])
     frame = frame.assign(_m=frame["model"].map(MODELS.index), _s=frame["setting"].map(list(SETTINGS).index),
                          _p=frame["sparse"].map(MODES.index)).sort_values(["_m", "_s", "_p"], kind="stable")
-    body = table(frame, [("model", "model"), ("Freebase", "setting"), ("--sparse-embeddings", "sparse")], [
+    frame = frame.assign(wd=frame["weight_decay"].map(lambda v: f"{v:g}"))
+    frame = frame.sort_values(["_m", "_s", "weight_decay", "_p"], ascending=[True, True, False, True], kind="stable")
+    body = table(frame, [("model", "model"), ("Freebase", "setting"), ("weight decay", "wd"),
+                         ("--sparse-embeddings", "sparse")], [
         ("test macro-F1", lambda r: mean_std(r["test_macro_f1"], 2, 100)),
         ("balanced acc.", lambda r: mean_std(r["test_balanced_accuracy"], 2, 100)),
         ("s/epoch", lambda r: mean_std(r["seconds_per_epoch"], 3)),
@@ -78,11 +84,12 @@ def main() -> int:
     parser.add_argument("--seeds", default="0-4")
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated, from: " + ", ".join(SETTINGS))
+    parser.add_argument("--weight-decay", type=float, default=None,
+                        help="instead of the config file's (its runs join the table as rows of their own)")
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--store", default=str(STORE), help="bench store directory")
     parser.add_argument("--doc", default=str(ROOT / "BENCHMARKS.md"))
     args = parser.parse_args()
-    os.environ.setdefault("HGIMB_DATA", str(ROOT.parent / "shared" / "datasets"))
     os.environ["HGIMB_THREADS"] = "1"  # the table says "one torch thread"
     store = Path(args.store)
     seeds = parse_seeds(args.seeds)
@@ -91,8 +98,8 @@ def main() -> int:
     if not args.report_only:
         # seed-major: an interrupted grid still has every cell at fewer seeds; the load average goes
         # beside the store (loadavg.jsonl): a run's row does not record the machine's load
-        run_recording_load([config(model, setting, mode, seed) for seed in seeds for model in models
-                            for setting in settings for mode in MODES], store)
+        run_recording_load([config(model, setting, mode, seed, args.weight_decay) for seed in seeds
+                            for model in models for setting in settings for mode in MODES], store)
     frame = load_results(store) if (store / "results.jsonl").is_file() else pd.DataFrame()
     frame = frame[frame["status"] == "ok"] if not frame.empty else frame
     if frame.empty:
