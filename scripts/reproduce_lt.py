@@ -326,7 +326,8 @@ def render(frames: Dict[str, pd.DataFrame], remedies: Dict[str, List[str]], skip
              "GraphSHA networks, weight decay on the first layer), row-normalised features, Adam lr 0.01 with "
              "ReduceLROnPlateau, model selection by validation (accuracy + macro-F1) / 2 — the protocols as the "
              "authors' code runs them, one grid each under `configs/lt/`. The heterogeneous tables (ACM, Freebase) "
-             "run the same remedies with RGCN under hgimb's own long-tailed HGB protocol (section 1's settings).", ""]
+             "run the same remedies with RGCN (section 1's settings) and, on Freebase, Simple-HGN (its HGB "
+             "settings) under hgimb's own long-tailed HGB protocol.", ""]
     for protocol, frame in frames.items():
         if frame.empty:
             parts += [f"**{TITLES[protocol]}**: no finished runs.", ""]
