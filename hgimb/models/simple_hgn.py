@@ -152,9 +152,9 @@ class LayerRows:
     def __init__(self, graph: AttentionGraph, rows: torch.Tensor):
         lo, hi = graph.ptr[rows], graph.ptr[rows + 1]
         counts = hi - lo
-        total = int(counts.sum())
-        within = torch.arange(total, device=rows.device) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)
-        self.rows, self.num_edges = rows, total
+        within = (torch.arange(int(counts.sum()), device=rows.device)
+                  - torch.repeat_interleave(counts.cumsum(0) - counts, counts))
+        self.rows = rows
         self.edges = torch.repeat_interleave(lo, counts) + within
         src = graph.src.index_select(0, self.edges)
         self.in_rows = torch.unique(torch.cat([src, rows]))
