@@ -110,6 +110,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         if metrics.get("posthoc"):
             print(f"post-hoc (fitted on validation): {metrics['posthoc']}")
         print(format_report(metrics["test"], title="test:"))
+        for member in metrics.get("members", []):  # --model a+b: each member on its own
+            scores = "  ".join(f"{k}={member['test'][k]:.4f}" for k in ("macro_f1", "pr_auc", "roc_auc")
+                               if k in member["test"])
+            print(f"member {member['model']} (seed {member['seed']}), test: {scores}")
     print(f"run directory: {result.out_dir}")
     return 0
 

@@ -280,11 +280,13 @@ def _check_names(datasets, models, remedies, remedy_params: Dict[str, Any], sour
     from ..data import dataset_loader
     from ..imbalance.registry import REMEDIES, _names
     from ..models import MODELS
+    from ..models.registry import model_members
 
     for name in datasets:
         dataset_loader(name)  # raises 'unknown dataset ... valid names'
     for name in models:
-        MODELS.get(name)
+        for member in model_members(name):  # an ensemble a+b: every member
+            MODELS.get(member)
     for spec in remedies:
         for part in _names(spec):
             REMEDIES.get(part)

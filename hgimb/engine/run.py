@@ -130,15 +130,26 @@ def train_task(task: Task, cfg: RunConfig) -> RunResult:
     from .fitted import FitTrainer, fits_directly
     from .trainer import build_from_config
 
+    from .ensemble import is_ensemble, member_summary, train_ensemble
+
     device = resolve_device(cfg.device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    model, remedy = build_from_config(cfg, task)
-    if fits_directly(model):
-        outcome = FitTrainer(task, model, remedy, cfg).fit()
+
+    def train_one(task: Task, cfg: RunConfig) -> TrainOutcome:
+        model, remedy = build_from_config(cfg, task)
+        if fits_directly(model):
+            return FitTrainer(task, model, remedy, cfg).fit()
+        return Trainer(task, model, remedy, cfg, progress=_progress(cfg)).fit()
+
+    if is_ensemble(cfg.model):  # --model a+b: soft vote of the members (hgimb.engine.ensemble)
+        outcome, members = train_ensemble(task, cfg, train_one)
+        metrics = metrics_dict(task, cfg, outcome)
+        metrics["members"] = [member_summary(member, result, build_reports(task, result))
+                              for member, result in members]
     else:
-        outcome = Trainer(task, model, remedy, cfg, progress=_progress(cfg)).fit()
-    metrics = metrics_dict(task, cfg, outcome)
+        outcome = train_one(task, cfg)
+        metrics = metrics_dict(task, cfg, outcome)
     if device.type == "cuda":  # the peak of tensors this run allocated (data, model, training, evaluation)
         metrics["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     return RunResult(cfg, task, outcome, metrics, None)

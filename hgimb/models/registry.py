@@ -57,11 +57,57 @@ def register_model(name: str, kinds=("node",), help: str = "", params=(), defaul
     return deco
 
 
+ENSEMBLE_SEP = "+"
+
+
+def model_members(spec: str) -> list[str]:
+    """The member names of ``--model a+b+c`` (one name: a list of one). Names are not checked
+    here (:func:`check_members`); an empty member (``cgcnn+``) is refused."""
+    names = [part.strip() for part in str(spec).split(ENSEMBLE_SEP)]
+    if len(names) > 1 and not all(names):
+        raise HgimbError(f"--model '{spec}': an ensemble joins model names with '{ENSEMBLE_SEP}', "
+                         "e.g. cgcnn+random-forest; one of its names is empty")
+    return names
+
+
+def check_members(spec: str, kind: str) -> list[str]:
+    """Every member of ``spec`` is a model with a builder for ``kind`` tasks (before anything
+    trains); returns the member names."""
+    from . import _load_all  # noqa: F401
+
+    names = model_members(spec)
+    for name in names:
+        if name not in MODELS:
+            raise HgimbError(f"unknown model '{name}'{did_you_mean(name, MODELS.names())}")
+        if (name, kind) not in _BUILDERS:
+            raise HgimbError(f"model '{name}' does not handle {kind} tasks; models for {kind} tasks: "
+                             f"{', '.join(models_for(kind))}")
+    return names
+
+
+def member_options(spec: str, kind: str, options) -> list[dict]:
+    """``--model-option`` values split between the members of ``spec``: each member receives the
+    options it declares; an option no member declares is refused (as for one model)."""
+    names = check_members(spec, kind)
+    declared = [{p.name for p in model_params(name, kind)} for name in names]
+    unused = sorted(k for k in (options or {}) if k not in FIELD_OPTIONS and not any(k in d for d in declared))
+    if unused:
+        raise HgimbError(f"--model-option {', '.join(unused)}: declared by none of the models {', '.join(names)}; "
+                         f"their options: {', '.join(sorted(set().union(*declared))) or 'none'}")
+    return [{k: v for k, v in (options or {}).items() if k in d or k in FIELD_OPTIONS} for d in declared]
+
+
 def model_defaults(name: str) -> dict:
-    """RunConfig values recommended by model ``name`` (empty when it has none or is unknown)."""
+    """RunConfig values recommended by model ``name`` (empty when it has none or is unknown); for
+    an ensemble ``a+b``, the members' recommendations, the first member's where two differ."""
     from . import _load_all  # noqa: F401  (populates the registry)
 
-    return dict(_DEFAULTS.get(name, {}))
+    merged: dict = {}
+    for member in reversed(model_members(name)):
+        for key, value in _DEFAULTS.get(member, {}).items():
+            merged[key] = {**merged[key], **value} if isinstance(value, dict) and isinstance(merged.get(key), dict) \
+                else value
+    return {key: dict(value) if isinstance(value, dict) else value for key, value in merged.items()}
 
 
 def model_params(name: str, kind: str) -> tuple:
