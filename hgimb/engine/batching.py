@@ -32,6 +32,9 @@ class FullGraph:
         return self.data
 
     def encode_augmented(self, model, chunk: torch.Tensor, aug) -> torch.Tensor:
+        if aug.hidden is not None:  # synthetic nodes made before the model's output layer
+            h, h_new = model.encode_extended(aug.data, aug.hidden)
+            return torch.cat([h[chunk.to(self.device)], h_new])
         h = model.encode(aug.data)
         if aug.on_encoded is not None:
             aug.on_encoded(h.detach())

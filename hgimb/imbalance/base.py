@@ -99,13 +99,33 @@ class GraphAugmentation:
     ``on_encoded``: called once with ``model.encode(data)`` of the step (detached; every node of
     the augmented graph), for a remedy that reads the training pass's own outputs at the next
     step (GraphENS's ``prev_out``). Build one with
-    :func:`hgimb.imbalance.graph_augment.append_nodes`."""
+    :func:`hgimb.imbalance.graph_augment.append_nodes`.
+
+    ``hidden`` (optional): the synthetic nodes are made inside the model instead, before its output
+    layer, from the hidden representations of the step (GraphSMOTE); see :class:`HiddenNodes`."""
 
     data: Any
     new_rows: torch.Tensor
     new_targets: torch.Tensor
     real_rows: Optional[torch.Tensor] = None
     on_encoded: Optional[Callable[[torch.Tensor], None]] = None
+    hidden: Optional[Callable[[torch.Tensor, torch.Tensor], "HiddenNodes"]] = None
+
+
+@dataclass
+class HiddenNodes:
+    """Synthetic nodes inserted before a model's output layer (``GraphAugmentation.hidden``).
+
+    The model calls ``hidden(H, edge_index)`` with every node's input to its output layer and the
+    graph's edges and gets back ``h`` ``[S, d]`` (the new nodes' rows in that space), ``src`` /
+    ``dst`` (in-edges: real node ids -> new node positions ``0..S-1``). The new nodes' outputs
+    follow the step's real rows, in the order of ``GraphAugmentation.new_targets`` (its
+    ``new_rows`` and ``data`` are then unused: the graph is the task's). A model offers this with
+    ``encode_extended(data, hidden)`` (:mod:`hgimb.models.base`)."""
+
+    h: torch.Tensor
+    src: torch.Tensor
+    dst: torch.Tensor
 
 
 class Remedy:

@@ -24,6 +24,10 @@ and, declared where they apply (read through the functions below, with the defau
   node tasks on the full graph, the embeddings of the target rows ``rows`` in order; a model
   may compute only what those rows read, with the same values (the full-batch trainer calls it
   with the training items each step and the validation items each epoch).
+* ``extends_hidden`` (bool; default False) with ``encode_extended(data, hidden) -> (Tensor [N, d],
+  Tensor [S, d])``: ``encode(data)`` plus the outputs of synthetic nodes a remedy inserts before
+  the output layer (:class:`~hgimb.imbalance.base.HiddenNodes`; GraphSMOTE). The reference-style
+  ``gcn``, ``sage`` and ``gatconv`` (output layer a convolution) declare it.
 
 A model without these declarations trains full-batch; a feature that needs one it lacks stops
 with a one-line :class:`~hgimb.errors.HgimbError`. :class:`GraphModel` is the base class of the
@@ -67,6 +71,7 @@ class GraphModel(nn.Module):
 
     supports_neighbor_sampling: bool = True
     no_sampling_reason: str = ""
+    extends_hidden: bool = False  # encode_extended: synthetic nodes before the output layer
     num_hops: Optional[int] = None  # message-passing hops (node tasks); a subclass sets it
 
     def __init__(self, out_dim: int, num_classes: int):

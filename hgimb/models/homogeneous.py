@@ -65,7 +65,7 @@ mean then equals the full-graph output with fanout -1; GCN normalises by degrees
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -213,6 +213,7 @@ class HomogeneousGNN(GraphModel):
         out_dim = 2 * last_in if (opts["head"] == "conv" and conv == "sage") else last_in
         super().__init__(out_dim, task.num_classes)
         self.conv_kind, self.head_style, self.heads = conv, str(opts["head"]), heads
+        self.extends_hidden = self.head_style == "conv"  # encode_extended needs an output convolution
         self.input_dropout, self.decay_scope = bool(opts["input_dropout"]), str(opts["weight_decay"])
         self.layout = str(opts["layout"])
         self.node_type = node_type
@@ -366,7 +367,9 @@ class HomogeneousGNN(GraphModel):
             values = dropout(values, self.dropout, self.training)  # zeros stay zeros: drop stored values only
         return feats, values, (x if x.requires_grad else None)
 
-    def encode(self, data) -> torch.Tensor:
+    def _hidden(self, data) -> torch.Tensor:
+        """Every node's input to the output layer: the convolutions, and with ``head=conv`` the
+        dropout before the output convolution (whose aggregation then ``encode`` applies)."""
         h = self._input(data)
         last = len(self.weights) - 1
         stack = self.layout == "stack"
@@ -379,8 +382,60 @@ class HomogeneousGNN(GraphModel):
         if not stack:  # graphens: conv -> ReLU blocks, one dropout before the linear head
             h = dropout(h, self.dropout, self.training)
         if self.head_style == "conv":
-            h = self._last_aggregation(dropout(h, self.dropout, self.training), data)
+            h = dropout(h, self.dropout, self.training)
+        return h
+
+    def encode(self, data) -> torch.Tensor:
+        h = self._hidden(data)
+        if self.head_style == "conv":
+            h = self._last_aggregation(h, data)
         return first_rows(h, seed_count(data, self.node_type))
+
+    def encode_extended(self, data, extend) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``encode(data)`` plus synthetic nodes inserted before the output convolution (the
+        ``hidden`` hook of a remedy's augmentation: GraphSMOTE). ``extend(H, edge_index)`` receives
+        every node's input to the output layer and the graph's edges (both directions, no
+        self-loops) and returns :class:`~hgimb.imbalance.base.HiddenNodes`: the new rows and their
+        in-edges from real nodes. Returns ``(encode(data), the new nodes' outputs)``; a new node
+        aggregates its own row and its in-neighbours' as the output convolution aggregates a real
+        node's (GCN: ``1 / sqrt(d_i d_j)`` with the real nodes' degrees of the graph; SAGE: mean of
+        the neighbours, own row beside it; GAT: attention over the neighbours and itself). Real
+        nodes do not receive messages from the new ones."""
+        if self.head_style != "conv":
+            raise HgimbError(f"model '{self.conv_kind}' ends in a linear head: inserting synthetic nodes before the "
+                             "output layer needs the output layer to be a graph convolution (--model-option "
+                             "style=reference)")
+        h = self._hidden(data)
+        n = h.size(0)
+        edges = remove_self_loops(self._edges(data, n))[0]
+        new = extend(h, edges)
+        out = first_rows(self._last_aggregation(h, data), seed_count(data, self.node_type))
+        return out, self._aggregate_new(h, new, edges)
+
+    def _aggregate_new(self, h: torch.Tensor, new, edges: torch.Tensor) -> torch.Tensor:
+        """The output convolution's aggregation for the new nodes of ``new`` (see encode_extended)."""
+        count = new.h.size(0)
+        src, dst = new.src.to(h.device), new.dst.to(h.device)
+        if self.conv_kind == "sage":
+            agg = torch.zeros(count, h.size(1), dtype=h.dtype, device=h.device).index_add_(0, dst, h[src])
+            deg = torch.bincount(dst, minlength=count).clamp_min(1).to(h.dtype)
+            return torch.cat([agg / deg.unsqueeze(1), new.h], 1)
+        # GCN and GAT aggregate over the neighbours and the node itself (self-loop)
+        src_rows = torch.cat([h[src], new.h])
+        dst_all = torch.cat([dst, torch.arange(count, device=h.device)])
+        if self.conv_kind == "gcn":
+            deg_new = (torch.bincount(dst, minlength=count) + 1).to(h.dtype)
+            if self.gcn_norm == "sym":
+                deg_real = (torch.bincount(edges[1], minlength=h.size(0)) + 1).to(h.dtype)
+                weight = torch.cat([deg_real[src], deg_new]).rsqrt() * deg_new[dst_all].rsqrt()
+            else:  # target: a mean over the neighbours and the node itself
+                weight = 1.0 / deg_new[dst_all]
+        else:
+            s_src = src_rows @ (self.head.weight.t() @ self.out_att_src)
+            s_dst = new.h @ (self.head.weight.t() @ self.out_att_dst)
+            weight = softmax(F.leaky_relu(s_src + s_dst[dst_all], 0.2), dst_all, num_nodes=count)
+        out = torch.zeros(count, h.size(1), dtype=h.dtype, device=h.device)
+        return out.index_add_(0, dst_all, src_rows * weight.unsqueeze(1))
 
 
 @register_model("gcn", kinds=("node",), help="GCN (Kipf & Welling 2017), equal to PyG GCNConv; one node type; style=hgimb|reference",

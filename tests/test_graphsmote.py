@@ -1,0 +1,162 @@
+"""GraphSMOTE with its edge generator (hgimb/imbalance/graphsmote.py) and the models'
+``encode_extended`` (synthetic nodes inserted before the output convolution), checked against
+the paper's equations on small cases."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from hgimb.config import RunConfig
+from hgimb.engine.trainer import Trainer
+from hgimb.errors import HgimbError
+from hgimb.imbalance import BatchContext, build_remedy
+from hgimb.imbalance.base import HiddenNodes
+from hgimb.imbalance.graphsmote import EdgeGenerator, candidate_edges, reconstruction_loss
+from hgimb.models import ModelConfig, build_model
+from test_bat import CITES, toy_task
+
+REFERENCE = {"style": "reference"}
+
+
+def test_candidate_edges_are_the_union_of_both_parents_neighbours():
+    # 0-1, 0-2, 3-2, 3-4 (both directions)
+    pairs = torch.tensor([[0, 1], [0, 2], [3, 2], [3, 4]])
+    edges = torch.cat([pairs.t(), pairs.flip(1).t()], 1)
+    src, dst = candidate_edges(edges, 5, base=torch.tensor([0, 3, 1]), partner=torch.tensor([3, 0, 1]))
+    got = sorted(zip(dst.tolist(), src.tolist()))
+    # synthetic 0 and 1: N(0) | N(3) = {1, 2, 4}; synthetic 2 (1 paired with itself): N(1) = {0}
+    assert got == [(0, 1), (0, 2), (0, 4), (1, 1), (1, 2), (1, 4), (2, 0)]
+
+
+def test_generator_probability_and_reconstruction_loss():
+    torch.manual_seed(0)
+    n, d = 12, 4
+    h = torch.rand(n, d)
+    gen = EdgeGenerator(d, torch.Generator().manual_seed(0))
+    z = h @ gen.weight.t()
+    dense = torch.sigmoid(z @ z.t())  # the code's Decoder: sigmoid((H W^T)(H W^T)^T)
+    edges = torch.tensor([[0, 1, 2, 3, 5, 7], [1, 0, 3, 2, 7, 5]])
+    assert torch.allclose(gen.prob(gen.embed(h[edges[0]]), gen.embed(h[edges[1]])), dense[edges[0], edges[1]])
+    adj = torch.zeros(n, n)
+    adj[edges[0], edges[1]] = 1
+    num_edges = edges.size(1)
+    weight = torch.where(adj > 0, torch.ones(()), torch.tensor(num_edges / (n * n - num_edges)))
+    exact = float((weight * (dense - adj) ** 2).sum())  # the code's adj_mse_loss
+    with torch.no_grad():
+        draws = [float(reconstruction_loss(gen, h, edges, torch.Generator().manual_seed(s))) for s in range(4000)]
+    assert np.mean(draws) == pytest.approx(exact, rel=0.02)  # the sampled non-edge half is unbiased
+
+
+@pytest.mark.parametrize("conv", ["gcn", "sage", "gatconv"])
+def test_new_nodes_aggregate_as_the_output_convolution(conv):
+    task = toy_task()
+    torch.manual_seed(0)
+    model = build_model(conv, task, ModelConfig(hidden=8, layers=2, options=REFERENCE)).eval()
+    data = task.data
+    n = data["paper"].num_nodes
+    h = torch.randn(n, 8)
+    new = HiddenNodes(h=torch.randn(2, 8), src=torch.tensor([3, 5, 9, 3]), dst=torch.tensor([0, 0, 0, 1]))
+    edges = data[CITES].edge_index
+    got = model._aggregate_new(h, new, edges)
+    if conv in ("sage", "gatconv"):
+        # the same as appending the new nodes with directed in-edges and running the output
+        # convolution's own aggregation (a new node's row depends on its in-edges only)
+        aug = copy.copy(data)
+        aug["paper"].num_nodes = n + 2
+        aug[CITES].edge_index = torch.cat([edges, torch.stack([new.src, new.dst + n])], 1)
+        want = model._last_aggregation(torch.cat([h, new.h]), aug)[n:]
+    else:  # GCN: sum_j h_j / sqrt(d_i d_j) over the neighbours and itself, the real degrees
+        deg = torch.bincount(model._edges(data, n)[1], minlength=n).float() + 1
+        want = torch.stack([
+            sum(h[j] / (deg[j] * 4) ** 0.5 for j in (3, 5, 9)) + new.h[0] / 4,
+            h[3] / (deg[3] * 2) ** 0.5 + new.h[1] / 2,
+        ])
+    assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_encode_extended_keeps_the_real_outputs():
+    task = toy_task()
+    model = build_model("sage", task, ModelConfig(hidden=8, layers=2, options=REFERENCE)).eval()
+    seen = {}
+
+    def hidden(h, edges):
+        seen["h"], seen["edges"] = h, edges
+        return HiddenNodes(h=h[:2] * 0.5 + h[2:4] * 0.5, src=torch.tensor([7]), dst=torch.tensor([1]))
+
+    out, new = model.encode_extended(task.data, hidden)
+    assert torch.equal(out, model.encode(task.data)) and new.shape == (2, model.head.in_features)
+    assert seen["edges"].size(1) == model._edges(task.data, 60).size(1) and seen["h"].size(0) == 60
+    lin = build_model("gcn", task, ModelConfig(hidden=8, layers=2))  # style hgimb: a linear head
+    with pytest.raises(HgimbError, match="style=reference"):
+        lin.encode_extended(task.data, hidden)
+
+
+def _remedy(task, spec="graphsmote", params=None, model=None):
+    from hgimb.imbalance import RemedyContext
+
+    remedy = build_remedy(spec, params)
+    remedy.setup(RemedyContext.for_task(task, epochs=5, seed=0))
+    remedy.init_model(model or build_model("gcn", task, ModelConfig(hidden=8, layers=2, options=REFERENCE)))
+    return remedy
+
+
+def test_synthetic_rows_are_smote_towards_the_nearest_same_class_node():
+    task = toy_task()
+    remedy = _remedy(task)
+    train = task.split["train"]
+    aug = remedy.augment(task.data, BatchContext(train, 0), torch.Generator().manual_seed(1))
+    counts = torch.bincount(task.y[train], minlength=3)
+    # sampling_strategy auto: every class up to the largest
+    assert torch.bincount(aug.new_targets, minlength=3).tolist() == (counts.max() - counts).tolist()
+    h = torch.randn(60, 5)
+    edges = task.data[CITES].edge_index
+    out = aug.hidden(h, edges)
+    assert out.h.shape == (aug.new_targets.numel(), 5)
+    # every synthetic row lies on a segment from a training node of its class to that node's
+    # nearest other training node of the class
+    for k, cls in enumerate(aug.new_targets.tolist()):
+        rows = train[task.y[train] == cls].unique()
+        dist = torch.cdist(h[rows], h[rows])
+        dist.fill_diagonal_(float("inf"))
+        ok = False
+        for i, v in enumerate(rows.tolist()):
+            u = int(rows[dist[i].argmin()])
+            step = h[u] - h[v]
+            lam = float((out.h[k] - h[v]) @ step / (step @ step))
+            ok |= 0 <= lam <= 1 and torch.allclose(h[v] + lam * step, out.h[k], atol=1e-5)
+        assert ok
+    # kept edges come from the candidates, and the generator took one step
+    assert out.src.numel() == out.dst.numel() and (out.dst < aug.new_targets.numel()).all()
+    assert remedy.parts[0].optimizer.state  # Adam has state after its first step
+
+
+def test_trains_composes_and_is_deterministic():
+    def fit(conv, spec, seed=0):
+        task = toy_task()
+        cfg = RunConfig(dataset="toy", model=conv, epochs=4, patience=4, hidden=8, layers=2, seed=seed, quiet=True)
+        torch.manual_seed(seed)
+        model = build_model(conv, task, ModelConfig(hidden=8, layers=2, options=REFERENCE))
+        return Trainer(task, model, build_remedy(spec, {"tam_warmup": 0} if "tam" in spec else None), cfg).fit()
+
+    for conv in ("gcn", "sage", "gatconv"):
+        out = fit(conv, "graphsmote")
+        assert np.isfinite([h["train_loss"] for h in out.history]).all()
+    for spec in ("graphsmote+balanced-softmax", "graphsmote+tam"):
+        assert np.isfinite([h["train_loss"] for h in fit("gcn", spec).history]).all()
+    a, b = fit("sage", "graphsmote"), fit("sage", "graphsmote")
+    assert torch.equal(a.logits, b.logits)
+
+
+def test_refusals_are_one_line():
+    task = toy_task()
+    with pytest.raises(HgimbError, match="style=reference"):
+        _remedy(task, model=build_model("gcn", task, ModelConfig(hidden=8, layers=2)))
+    with pytest.raises(HgimbError, match="one node type"):
+        _remedy(toy_task(hetero=True), model=build_model("rgcn", toy_task(hetero=True), ModelConfig(hidden=8)))
+    with pytest.raises(HgimbError, match="both decide how the input graph is augmented"):
+        build_remedy("graphsmote+bat")
+    cfg = RunConfig(dataset="toy", model="gcn", epochs=1, hidden=8, batch_size=4, quiet=True)
+    model = build_model("gcn", task, ModelConfig(hidden=8, layers=2, options=REFERENCE))
+    with pytest.raises(HgimbError, match="full-graph"):
+        Trainer(task, model, build_remedy("graphsmote"), cfg)
