@@ -127,10 +127,9 @@ def _progress(cfg: RunConfig):
 def train_task(task: Task, cfg: RunConfig) -> RunResult:
     """Build the model, then train it the way it declares: ``fit``/``predict_proba`` (fitted
     models, :mod:`hgimb.engine.fitted`) or gradient steps (:class:`Trainer`)."""
+    from .ensemble import is_ensemble, member_summary, train_ensemble
     from .fitted import FitTrainer, fits_directly
     from .trainer import build_from_config
-
-    from .ensemble import is_ensemble, member_summary, train_ensemble
 
     device = resolve_device(cfg.device)
     if device.type == "cuda":

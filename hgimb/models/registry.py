@@ -73,15 +73,9 @@ def model_members(spec: str) -> list[str]:
 def check_members(spec: str, kind: str) -> list[str]:
     """Every member of ``spec`` is a model with a builder for ``kind`` tasks (before anything
     trains); returns the member names."""
-    from . import _load_all  # noqa: F401
-
     names = model_members(spec)
     for name in names:
-        if name not in MODELS:
-            raise HgimbError(f"unknown model '{name}'{did_you_mean(name, MODELS.names())}")
-        if (name, kind) not in _BUILDERS:
-            raise HgimbError(f"model '{name}' does not handle {kind} tasks; models for {kind} tasks: "
-                             f"{', '.join(models_for(kind))}")
+        _builder(name, kind)
     return names
 
 
@@ -133,16 +127,20 @@ def models_for(kind: str) -> list[str]:
     return sorted(n for (n, k) in _BUILDERS if k == kind)
 
 
-def build_model(name: str, task, cfg):
+def _builder(name: str, kind: str):
+    """The builder of model ``name`` for ``kind`` tasks, or a one-line HgimbError."""
     from . import _load_all  # noqa: F401  (populates the registry)
 
     if name not in MODELS:
         raise HgimbError(f"unknown model '{name}'{did_you_mean(name, MODELS.names())}")
-    builder = _BUILDERS.get((name, task.kind))
+    builder = _BUILDERS.get((name, kind))
     if builder is None:
-        raise HgimbError(
-            f"model '{name}' does not handle {task.kind} tasks; models for {task.kind} tasks: "
-            f"{', '.join(models_for(task.kind))}"
-        )
+        raise HgimbError(f"model '{name}' does not handle {kind} tasks; models for {kind} tasks: "
+                         f"{', '.join(models_for(kind))}")
+    return builder
+
+
+def build_model(name: str, task, cfg):
+    builder = _builder(name, task.kind)
     options = check_model_options(name, task.kind, cfg.options)
     return builder(task, dataclasses.replace(cfg, options=options))
