@@ -115,8 +115,9 @@ def reconstruction_loss(generator: EdgeGenerator, h: torch.Tensor, edges: torch.
     found = torch.searchsorted(keys, key).clamp_max(keys.numel() - 1)
     keep = keys[found] != key
     negative = generator.prob(z[pairs[0][keep]], z[pairs[1][keep]])
-    # sum over non-edges ~ non_edges / (draws kept) * sum over the draws; times the code's weight
-    weight = num_edges / non_edges * non_edges / max(int(keep.sum()), 1)
+    # the kept draws are uniform over the non-edges: their sum ~ (draws kept / non_edges) times the
+    # sum over all non-edges; with the code's weight |E| / non_edges that leaves |E| / draws kept
+    weight = num_edges / max(int(keep.sum()), 1)
     return loss + weight * (negative ** 2).sum()
 
 
