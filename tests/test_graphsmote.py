@@ -34,7 +34,7 @@ def test_generator_probability_and_reconstruction_loss():
     n, d = 12, 4
     h = torch.rand(n, d)
     gen = EdgeGenerator(d, torch.Generator().manual_seed(0))
-    z = h @ gen.weight.t()
+    z = h @ gen.weight.detach().t()
     dense = torch.sigmoid(z @ z.t())  # the code's Decoder: sigmoid((H W^T)(H W^T)^T)
     edges = torch.tensor([[0, 1, 2, 3, 5, 7], [1, 0, 3, 2, 7, 5]])
     assert torch.allclose(gen.prob(gen.embed(h[edges[0]]), gen.embed(h[edges[1]])), dense[edges[0], edges[1]])
