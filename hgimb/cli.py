@@ -19,7 +19,7 @@ _OPTIONAL_VALUE = {"amp": "on"}  # flags whose bare form means this value
 _HELP = {
     "amp": "mixed precision: --amp (bf16 on CPU, fp16 + gradient scaler on CUDA), --amp bf16|fp16|off",
     "dataset": "dataset name or prefix:path (see the list below)",
-    "model": "model name (see the list below)",
+    "model": "model name (see the list below); join names with + for a soft-voting ensemble (e.g. cgcnn+random-forest)",
     "remedy": "imbalance remedy; combine with + (e.g. focal+balanced-sampler+threshold)",
     "imbalance_ratio": "make the training split long-tailed/step with this max/min class ratio (>= 1)",
     "monitor": "validation metric for early stopping and the best checkpoint",
