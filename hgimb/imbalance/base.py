@@ -14,6 +14,14 @@ What a remedy is told is typed: :class:`RemedyContext` once per run (class stati
 training split only, the task, the device), :class:`BatchContext` once per training step (the
 item ids of the step's rows). A remedy talks back through the context's documented fields
 (``class_weight``, ``class_weight_schedule``, ``min_epochs``); the engine never names a remedy.
+
+The label prior the loss trains under (``RemedyContext.loss_priors``, which balanced softmax,
+logit adjustment, TAM's balanced-softmax base, ``prior-bias`` and ``posthoc-logit-adjust`` use) is
+the class distribution of the rows the loss sees, not of the training split: a remedy that
+changes it (a sampler, a synthesis remedy) says how in ``loss_class_counts``. Without that,
+``graphsha+balanced-softmax`` corrects twice: the synthetic nodes already balance the classes and
+the log prior of the raw split (log 341/3 = 4.7 on Cora at rho = 100) pushes every prediction to
+the rarest classes.
 """
 from __future__ import annotations
 
@@ -47,6 +55,9 @@ class RemedyContext:
     # per-epoch class weights (deferred re-weighting): epoch -> weights or None; overrides class_weight
     class_weight_schedule: Optional[Callable[[int], Optional[torch.Tensor]]] = None
     min_epochs: int = 0  # early stopping waits at least this many epochs (a scheduled remedy raises it)
+    # expected class counts of the rows the loss sees per epoch, when a sampler or synthesis remedy
+    # changes them (set by ComposedRemedy.setup from Remedy.loss_class_counts); None: the split's
+    loss_class_counts: Optional[torch.Tensor] = None
 
     @classmethod
     def for_task(cls, task: "Task", epochs: int = 200, seed: int = 0,
@@ -64,6 +75,15 @@ class RemedyContext:
     @property
     def priors(self) -> torch.Tensor:
         counts = self.train_class_counts.double()
+        return (counts / counts.sum()).float()
+
+    @property
+    def loss_priors(self) -> torch.Tensor:
+        """The class distribution of the rows the training loss sees: ``priors`` unless a sampler
+        or a synthesis remedy changes it (``loss_class_counts``)."""
+        if self.loss_class_counts is None:
+            return self.priors
+        counts = self.loss_class_counts.double()
         return (counts / counts.sum()).float()
 
     @property
@@ -182,6 +202,13 @@ class Remedy:
         """The training criterion (target: class indices ``[N]`` or soft labels ``[N, C]``)."""
         return None
 
+    def loss_class_counts(self, counts: torch.Tensor) -> Optional[torch.Tensor]:
+        """A sampler or synthesis remedy: the expected number of rows of each class the loss sees
+        per epoch (float64 ``[C]``) when the rows before this remedy have ``counts`` (the training
+        split's, or what an earlier stage made of them); None: this remedy does not change them.
+        Called after ``setup``."""
+        return None
+
     # -- post-hoc ------------------------------------------------------------------------
     def adjust(self, val_logits: torch.Tensor, val_y: torch.Tensor) -> Optional[Dict[str, Any]]:
         """Fit post-hoc parameters on validation only; return them (saved in metrics.json)."""
@@ -234,7 +261,25 @@ class ComposedRemedy:
             part.check(ctx)
         for part in self.parts:
             part.setup(ctx)
+        ctx.loss_class_counts = self.loss_class_counts(ctx.train_class_counts.double())
         self.ctx = ctx
+
+    # the order rows pass through the stages that may change their classes: the sampler draws the
+    # epoch's items, augmentation adds synthetic nodes, synthesis adds synthetic embeddings
+    PIPELINE = ("train_index", "augment", "synthesize")
+
+    def loss_class_counts(self, counts: torch.Tensor) -> Optional[torch.Tensor]:
+        """The class counts of the loss's rows after every stage (None: the same as ``counts``)."""
+        changed, seen = False, []
+        for hook in self.PIPELINE:
+            owner = self._owner(hook)
+            if owner is None or any(owner is s for s in seen):
+                continue
+            seen.append(owner)
+            new = owner.loss_class_counts(counts)
+            if new is not None:
+                counts, changed = new.double(), True
+        return counts if changed else None
 
     def init_model(self, model) -> None:
         for part in self.parts:

@@ -53,7 +53,10 @@ Deviations from the authors' code:
   target-to-target relations (the code takes one homogeneous ``edge_index`` as given, duplicate
   edges counted twice); virtual edges are added to each of those relations;
 * the code's ``dummy`` mode is ``--remedy none`` here; ``bat_virtual_labels`` is an hgimb
-  option (the code always labels the virtual nodes, which is the default).
+  option (the code always labels the virtual nodes, which is the default);
+* with a prior-shift loss (``bat+balanced-softmax``, ``bat+tam``) the labelled virtual nodes
+  count in the loss's class prior (one more item per class with training nodes,
+  ``RemedyContext.loss_priors``), as every row the loss sees does in hgimb.
 """
 from __future__ import annotations
 
@@ -182,6 +185,12 @@ class BAT(Remedy):
 
     def init_model(self, model: torch.nn.Module) -> None:
         self.model = model
+
+    def loss_class_counts(self, counts: torch.Tensor) -> Optional[torch.Tensor]:
+        """One labelled virtual node per class with training nodes joins the loss's rows."""
+        if not self.virtual_labels:
+            return None
+        return counts + (counts > 0).double()
 
     @torch.no_grad()
     def predict(self, data) -> torch.Tensor:

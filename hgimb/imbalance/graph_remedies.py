@@ -295,13 +295,18 @@ class TAM(Remedy):
 
 
 # ---------------------------------------------------------------------------------- GraphENS
+def graphens_added(counts: torch.Tensor) -> torch.Tensor:
+    """How many synthetic nodes each class gets: ``n_max - n_c`` (none for an empty class)."""
+    return torch.where(counts > 0, counts.max() - counts, torch.zeros_like(counts))
+
+
 def graphens_pairs(labels: torch.Tensor, num_classes: int, rng: torch.Generator
                    ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Row indices ``(src, dst)`` of the synthetic nodes: ``n_max - n_c`` sources per class,
     uniform within the class; targets over all rows with probability ``log(n_c) / n_c``
     (GraphENS's ``sampling_idx_individual_dst``)."""
     counts = torch.bincount(labels, minlength=num_classes)
-    n_add = torch.where(counts > 0, counts.max() - counts, torch.zeros_like(counts))
+    n_add = graphens_added(counts)
     total = int(n_add.sum())
     if total == 0:
         empty = torch.empty(0, dtype=torch.long, device=labels.device)
@@ -330,6 +335,9 @@ class GraphENS(Remedy):
     def __init__(self, **params: Any):
         super().__init__(**params)
         self.alpha = self.p["ens_alpha"]
+
+    def loss_class_counts(self, counts: torch.Tensor) -> torch.Tensor:
+        return counts + graphens_added(counts)
 
     def synthesize(self, h, y, rng):
         if y.dtype.is_floating_point:

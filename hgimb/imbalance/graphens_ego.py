@@ -99,7 +99,7 @@ from ..errors import HgimbError
 from ..params import Param, Range
 from .base import BatchContext, GraphAugmentation, Remedy, RemedyContext
 from .graph_augment import append_nodes, node_features, reverse_relation, target_relations
-from .graph_remedies import NeighbourMean, full_graph_logits, graphens_pairs
+from .graph_remedies import NeighbourMean, full_graph_logits, graphens_added, graphens_pairs
 from .registry import register_remedy
 from .samplers import draw_seed
 
@@ -298,6 +298,9 @@ class GraphENSEgo(Remedy):
 
     def init_model(self, model: torch.nn.Module) -> None:
         self.model = model
+
+    def loss_class_counts(self, counts: torch.Tensor) -> torch.Tensor:
+        return counts + graphens_added(counts)
 
     @torch.no_grad()
     def predictions(self, data) -> torch.Tensor:

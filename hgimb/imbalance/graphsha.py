@@ -258,17 +258,26 @@ def view_edges(views: List[View], anchors: torch.Tensor, n: int, rng: torch.Gene
 
 
 # ---------------------------------------------------------------------------------- hard anchors
+def sha_added(counts: torch.Tensor, use_max: bool) -> torch.Tensor:
+    """How many synthetic nodes each class gets after the warmup: ``int(m - n_c)``, ``m`` the mean
+    class size over all classes (``use_max``: the largest); none for an empty class or when <= 0."""
+    counts = counts.double()
+    target = counts.max() if use_max else counts.sum() / counts.numel()
+    num = torch.trunc(target - counts)
+    return torch.where((num > 0) & (counts > 0), num, torch.zeros_like(num))
+
+
 def hard_pairs(probs: torch.Tensor, labels: torch.Tensor, num_classes: int, use_max: bool, no_mask: bool,
                rng: torch.Generator) -> Tuple[torch.Tensor, torch.Tensor]:
     """``gens.sampling_node_source``: rows ``(anchor, auxiliary)`` into the training nodes, given
     ``probs = softmax(prev_logits / tau)`` ``[n_train, C]`` and their labels (module docstring)."""
     counts = torch.bincount(labels, minlength=num_classes)
-    target = float(counts.max()) if use_max else float(counts.sum()) / num_classes
+    added = sha_added(counts, use_max)
     members = [torch.nonzero(labels == c).flatten() for c in range(num_classes)]
     src_all, dst_all = [], []
     for c in range(num_classes):
-        num = int(target - float(counts[c]))
-        if num <= 0 or counts[c] == 0:
+        num = int(added[c])
+        if num <= 0:
             continue
         rows = members[c]
         src = rows[torch.multinomial(1.0 - probs[rows, c] + 1e-12, num, replacement=True, generator=rng)]
@@ -343,6 +352,10 @@ class GraphSHA(Remedy):
 
     def init_model(self, model: torch.nn.Module) -> None:
         self.model = model
+
+    def loss_class_counts(self, counts: torch.Tensor) -> torch.Tensor:
+        """After the warmup (the first ``sha_warmup + 1`` epochs fill every class to the largest)."""
+        return counts + sha_added(counts, self.p["sha_max"])
 
     def batch(self, step: BatchContext) -> None:
         self.items = step.items

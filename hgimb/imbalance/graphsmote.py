@@ -56,7 +56,7 @@ from ..errors import HgimbError
 from ..params import Param, Range
 from .base import BatchContext, GraphAugmentation, HiddenNodes, Remedy, RemedyContext
 from .registry import register_remedy
-from .samplers import SAMPLING_STRATEGY, parse_sampling_strategy, resolve_sampling_strategy
+from .samplers import SAMPLING_STRATEGY, parse_sampling_strategy, planned_counts, resolve_sampling_strategy
 
 DECODER_WEIGHT_DECAY = 5e-4  # the code's --weight_decay default, used for optimizer_de too
 
@@ -151,6 +151,9 @@ class GraphSMOTE(Remedy):
         resolve_sampling_strategy(self.name, self.strategy, ctx.train_labels.cpu().numpy(), "over-sampling")
         self.labels = ctx.task.y.to(ctx.device)
         self.init_stream = torch.Generator().manual_seed(int(ctx.seed))  # the generator's initial weights
+
+    def loss_class_counts(self, counts: torch.Tensor) -> torch.Tensor:
+        return planned_counts(self.name, self.strategy, counts, "over-sampling")
 
     def init_model(self, model: torch.nn.Module) -> None:
         if not getattr(model, "extends_hidden", False):

@@ -5,7 +5,11 @@ label smoothing) and uses the class weights in force at the epoch
 (``ctx.class_weight_at(epoch)``: from ``weighted`` or the ``drw`` schedule), so
 ``weighted+focal`` is focal loss with those weights as alpha and ``ldam+drw`` is LDAM-DRW.
 Weighted losses are normalised like PyTorch's weighted cross-entropy: sum of weighted item losses
-divided by the sum of the items' weights. Class statistics come from the training split only.
+divided by the sum of the items' weights. Class statistics come from the training split only;
+the log prior of the prior-shift losses (balanced softmax, logit-adjusted) is that of the rows the
+loss sees (``RemedyContext.loss_priors``), so ``oversample+balanced-softmax`` or
+``graphsha+balanced-softmax`` does not correct twice. Class weights and LDAM margins stay those
+of the split.
 """
 from __future__ import annotations
 
@@ -29,8 +33,10 @@ def soft_targets(target: torch.Tensor, num_classes: int) -> torch.Tensor:
 
 
 def log_prior(ctx: RemedyContext) -> torch.Tensor:
-    """log of the training class priors (a class with no training item gets a tiny prior, not -inf)."""
-    return ctx.priors.clamp_min(1e-12).log()
+    """log of the class priors the loss trains under (``ctx.loss_priors``: the training split's,
+    or what a sampler or synthesis remedy makes of them); a class with no item gets a tiny prior,
+    not -inf."""
+    return ctx.loss_priors.clamp_min(1e-12).log()
 
 
 class LossRemedy(Remedy):

@@ -84,6 +84,19 @@ def resolve_sampling_strategy(remedy: str, strategy: Strategy, labels: np.ndarra
     return {int(c): int(n) for c, n in plan.items()}
 
 
+def planned_counts(remedy: str, strategy: Strategy, counts: torch.Tensor, kind: str) -> torch.Tensor:
+    """The class counts after imbalanced-learn's plan for ``strategy`` on items with ``counts``
+    (rounded to whole items): over-sampling adds the planned items, under-sampling keeps them."""
+    whole = np.rint(counts.double().cpu().numpy()).astype(np.int64)
+    labels = np.repeat(np.arange(whole.size), whole)
+    out = counts.double().clone()
+    if np.unique(labels).size < 2:  # nothing is a minority (resolve_sampling_strategy would refuse)
+        return out
+    for cls, n in resolve_sampling_strategy(remedy, strategy, labels, kind).items():
+        out[cls] = out[cls] + n if kind == "over-sampling" else float(n)
+    return out
+
+
 def draw_seed(rng: torch.Generator) -> int:
     """A numpy/sklearn seed drawn from the trainer's torch generator (deterministic per run)."""
     return int(torch.randint(0, 2**31 - 1, (1,), generator=rng, device=rng.device).item())
@@ -107,6 +120,10 @@ class BalancedSampler(Remedy):
         # item probability 1 / (#classes * n_class): classes equally likely, uniform within a class
         self.prob = (1.0 / (present * counts[ctx.train_labels])).float()
 
+    def loss_class_counts(self, counts: torch.Tensor) -> torch.Tensor:
+        present = counts > 0  # as many draws as items, every present class equally likely
+        return torch.where(present, counts.sum() / present.sum(), torch.zeros_like(counts))
+
     def train_index(self, epoch: int, rng: torch.Generator) -> torch.Tensor:
         draw = torch.multinomial(self.prob.to(rng.device), self.prob.numel(), replacement=True, generator=rng)
         return self.ctx.train_index[draw.to(self.ctx.train_index.device)]
@@ -122,6 +139,9 @@ class _Resampler(Remedy):
         self.labels = ctx.train_labels.cpu().numpy()
         self.strategy = parse_sampling_strategy(self.name, self.p["sampling_strategy"], self.kind, ctx.class_names)
         self.plan = resolve_sampling_strategy(self.name, self.strategy, self.labels, self.kind)  # fail before training
+
+    def loss_class_counts(self, counts: torch.Tensor) -> torch.Tensor:
+        return planned_counts(self.name, self.strategy, counts, self.kind)
 
     def train_index(self, epoch: int, rng: torch.Generator) -> torch.Tensor:
         sampler = self.sampler_cls(sampling_strategy=self.strategy, random_state=draw_seed(rng))

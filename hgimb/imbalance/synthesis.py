@@ -19,7 +19,7 @@ from sklearn.neighbors import NearestNeighbors
 from ..params import Param, Range
 from .base import Remedy, RemedyContext
 from .registry import register_remedy
-from .samplers import SAMPLING_STRATEGY, draw_seed, parse_sampling_strategy, resolve_sampling_strategy
+from .samplers import SAMPLING_STRATEGY, draw_seed, parse_sampling_strategy, planned_counts, resolve_sampling_strategy
 
 
 @register_remedy
@@ -37,6 +37,9 @@ class SMOTE(Remedy):
         super().setup(ctx)
         self.strategy = parse_sampling_strategy(self.name, self.p["sampling_strategy"], "over-sampling", ctx.class_names)
         resolve_sampling_strategy(self.name, self.strategy, ctx.train_labels.cpu().numpy(), "over-sampling")
+
+    def loss_class_counts(self, counts: torch.Tensor) -> torch.Tensor:
+        return planned_counts(self.name, self.strategy, counts, "over-sampling")
 
     def synthesize(self, h, y, rng):
         labels = y.cpu().numpy()
