@@ -12,7 +12,7 @@ from hgimb.engine.trainer import Trainer
 from hgimb.errors import HgimbError
 from hgimb.imbalance import BatchContext, build_remedy
 from hgimb.imbalance.base import HiddenNodes
-from hgimb.imbalance.graphsmote import EdgeGenerator, candidate_edges, reconstruction_loss
+from hgimb.imbalance.graphsmote import EdgeGenerator, SortedEdges, candidate_edges, reconstruction_loss
 from hgimb.models import ModelConfig, build_model
 from test_bat import CITES, toy_task
 
@@ -23,10 +23,19 @@ def test_candidate_edges_are_the_union_of_both_parents_neighbours():
     # 0-1, 0-2, 3-2, 3-4 (both directions)
     pairs = torch.tensor([[0, 1], [0, 2], [3, 2], [3, 4]])
     edges = torch.cat([pairs.t(), pairs.flip(1).t()], 1)
-    src, dst = candidate_edges(edges, 5, base=torch.tensor([0, 3, 1]), partner=torch.tensor([3, 0, 1]))
+    src, dst = candidate_edges(SortedEdges.of(edges, 5), base=torch.tensor([0, 3, 1]), partner=torch.tensor([3, 0, 1]))
     got = sorted(zip(dst.tolist(), src.tolist()))
     # synthetic 0 and 1: N(0) | N(3) = {1, 2, 4}; synthetic 2 (1 paired with itself): N(1) = {0}
     assert got == [(0, 1), (0, 2), (0, 4), (1, 1), (1, 2), (1, 4), (2, 0)]
+
+
+def test_sorted_edges_are_reused_only_for_the_same_edges():
+    edges = torch.tensor([[0, 1, 2, 3], [1, 0, 3, 2]])
+    graph = SortedEdges.of(edges, 5)
+    assert graph.reuse(edges.clone(), 5) is graph  # same content, another tensor (the model's per-step copy)
+    assert graph.reuse(edges, 6) is not graph
+    other = graph.reuse(torch.tensor([[0, 1, 2, 4], [1, 0, 4, 2]]), 5)
+    assert other is not graph and other.keys.tolist() == [1, 5, 14, 22]
 
 
 def test_generator_probability_and_reconstruction_loss():
@@ -44,7 +53,8 @@ def test_generator_probability_and_reconstruction_loss():
     weight = torch.where(adj > 0, torch.ones(()), torch.tensor(num_edges / (n * n - num_edges)))
     exact = float((weight * (dense - adj) ** 2).sum())  # the code's adj_mse_loss
     with torch.no_grad():
-        draws = [float(reconstruction_loss(gen, h, edges, torch.Generator().manual_seed(s))) for s in range(4000)]
+        graph = SortedEdges.of(edges, n)
+        draws = [float(reconstruction_loss(gen, h, graph, torch.Generator().manual_seed(s))) for s in range(4000)]
     assert np.mean(draws) == pytest.approx(exact, rel=0.02)  # the sampled non-edge half is unbiased
 
 
