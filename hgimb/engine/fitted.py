@@ -17,7 +17,11 @@ GNN (it returns a :class:`~hgimb.engine.trainer.TrainOutcome` with one "epoch"):
   weight of weighted cross-entropy (``weighted``), ``pos_weight`` for ``pos-weight``, and the
   class-dependent scale of any other loss at an uninformed prediction, with no remedy named;
 * ``init_model`` remedies run as for any model (``prior-bias`` refuses a model without a linear head);
-* post-hoc remedies (``threshold``, ...) are fitted on the validation logits ``log p``.
+* post-hoc remedies (``threshold``, ...) are fitted on the validation logits ``log p``;
+* a remedy with real-valued targets (``values``: ``value-regression``) makes the model fit its
+  regression form (``fit_values(X, t, ...)``, a model capability like ``fit``) on them; its
+  ``predict_proba`` then scores ``sigmoid`` of the prediction, and a weighting remedy's class
+  weights become the sample weights.
 
 The validation split is given to the estimator (``X_val``) for its own early stopping (the
 analogue of the GNN's best epoch); nothing is fitted on test. A model with ``refit`` set (and a
@@ -99,19 +103,30 @@ class FitTrainer:
             items = task.split["train"]
         X = self.model.inputs(task, items)
         y = task.y[items]
+        values = self.remedy.values(items)  # a real-valued target instead of the class, if a remedy says so
         synthetic = self.remedy.synthesize(X, y, self.rng)
         if synthetic is not None:
+            if values is not None:
+                raise HgimbError(f"remedy '{self.remedy.name}' fits a real-valued target, which synthetic rows do "
+                                 "not have: drop the synthesis remedy")
             X, y = synthetic
             y = y.argmax(1) if y.dtype.is_floating_point else y
-        weights = effective_class_weights(self.remedy, task.num_classes)
+        weights = self._class_weights(values is not None)
         sample_weight = None
         if weights is not None:
             sample_weight = weights[y.numpy()]
             sample_weight = sample_weight / sample_weight.mean()
         val = task.split["val"]
         X_val = self.model.inputs(task, val).numpy() if val.numel() else None
-        self.model.fit(X.detach().numpy(), y.numpy(), sample_weight=sample_weight, X_val=X_val,
-                       y_val=task.y[val].numpy() if val.numel() else None, seed=cfg.seed)
+        if values is None:
+            self.model.fit(X.detach().numpy(), y.numpy(), sample_weight=sample_weight, X_val=X_val,
+                           y_val=task.y[val].numpy() if val.numel() else None, seed=cfg.seed)
+        else:
+            if not callable(getattr(self.model, "fit_values", None)):
+                raise HgimbError(f"model '{cfg.model}' cannot fit the real-valued target of remedy "
+                                 f"'{self.remedy.name}'; drop that remedy")
+            self.model.fit_values(X.detach().numpy(), values.numpy(), sample_weight=sample_weight, X_val=X_val,
+                                  t_val=self.remedy.values(val).numpy() if val.numel() else None, seed=cfg.seed)
         train_seconds = time.perf_counter() - start
 
         order = torch.cat([task.split[p] for p in ("train", "val", "test")])
@@ -120,7 +135,8 @@ class FitTrainer:
         if getattr(self.model, "refit", False) and n_val:
             both = torch.cat([task.split["train"], val])
             y_both = task.y[both].numpy()
-            self.model.refit_on(self.model.inputs(task, both).numpy(), y_both, seed=cfg.seed,
+            target = y_both if values is None else self.remedy.values(both).numpy()
+            self.model.refit_on(self.model.inputs(task, both).numpy(), target, seed=cfg.seed,
                                 sample_weight=None if weights is None else weights[y_both] / weights[y_both].mean())
             logits[n_train + n_val:] = self._logits(task.split["test"])
             train_seconds = time.perf_counter() - start
@@ -131,6 +147,18 @@ class FitTrainer:
         return TrainOutcome(model=self.model, remedy=self.remedy, history=history, best_epoch=0, epochs_run=1,
                             train_seconds=train_seconds, logits=logits, adjusted_logits=adjusted, items=order,
                             fitted=fitted, world_size=1)
+
+    def _class_weights(self, fits_values: bool) -> Optional[np.ndarray]:
+        """Per-class sample weights (mean 1) or None. A classifier takes the weighting of the
+        remedy's loss (:func:`effective_class_weights`); a real-valued fit takes a weighting
+        remedy's class weights (its loss is a regression on the value, not a class weighting)."""
+        if not fits_values:
+            return effective_class_weights(self.remedy, self.task.num_classes)
+        weight = self.ctx.class_weight_at(0)
+        if weight is None:
+            return None
+        weight = weight.double().numpy()
+        return weight / weight.mean()
 
     def _history_row(self, logits, n_train: int, val: torch.Tensor, seconds: float) -> dict:
         task = self.task

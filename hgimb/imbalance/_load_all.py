@@ -2,7 +2,7 @@
 import importlib
 
 for _module in ("weights", "losses", "samplers", "synthesis", "posthoc", "graph_remedies", "bat", "graphsha",
-                "graphens_ego", "graphsmote"):
+                "graphens_ego", "graphsmote", "regression"):
     try:
         importlib.import_module(f"{__package__}.{_module}")
     except ModuleNotFoundError as exc:  # module not written yet

@@ -4,7 +4,7 @@ A remedy is a :class:`Remedy` subclass with a ``name``, its declared ``params`` 
 ``--remedy-param name=value`` overrides them) and any of the hooks below; the trainer calls them
 through a :class:`ComposedRemedy` built from ``--remedy a+b+c`` (or from remedy objects given to
 ``Trainer``). Hooks that return ``None`` mean "not mine". At most one part may own each of
-``loss``, ``train_index`` and ``synthesize`` (two training losses make no sense together: that
+``loss``, ``train_index``, ``synthesize`` and ``values`` (two training losses make no sense together: that
 is a clear error, not a silent pick); ``class_weight`` from a weighting remedy is handed to
 whichever loss is in use; post-hoc ``adjust``/``apply`` chain in the order written. ``augment``
 (input-level graph augmentation: synthetic nodes with features and edges, or extra edges and
@@ -202,6 +202,12 @@ class Remedy:
         """The training criterion (target: class indices ``[N]`` or soft labels ``[N, C]``)."""
         return None
 
+    def values(self, items: torch.Tensor) -> Optional[torch.Tensor]:
+        """A remedy that trains on a real-valued target instead of the class (``value-regression``):
+        the float targets ``[N]`` of ``items``, for models fitted in one call (their ``fit_values``);
+        None: the model fits the class labels."""
+        return None
+
     def loss_class_counts(self, counts: torch.Tensor) -> Optional[torch.Tensor]:
         """A sampler or synthesis remedy: the expected number of rows of each class the loss sees
         per epoch (float64 ``[C]``) when the rows before this remedy have ``counts`` (the training
@@ -240,7 +246,7 @@ def cross_entropy(logits: torch.Tensor, target: torch.Tensor,
 class ComposedRemedy:
     """Several remedies acting as one; what the trainer talks to."""
 
-    EXCLUSIVE = ("loss", "train_index", "synthesize", "augment")
+    EXCLUSIVE = ("loss", "train_index", "synthesize", "augment", "values")
 
     def __init__(self, parts: List[Remedy]):
         self.parts = parts
@@ -249,7 +255,8 @@ class ComposedRemedy:
             owners = [p.name for p in parts if p.owns(hook)]
             if len(owners) > 1:
                 what = {"loss": "the training loss", "train_index": "which samples feed an epoch",
-                        "synthesize": "synthetic samples", "augment": "how the input graph is augmented"}[hook]
+                        "synthesize": "synthetic samples", "augment": "how the input graph is augmented",
+                        "values": "the real-valued training target"}[hook]
                 raise HgimbError(
                     f"remedies {' and '.join(repr(o) for o in owners)} both decide {what}; combine at most one of them"
                 )
@@ -303,6 +310,10 @@ class ComposedRemedy:
     def augment(self, data, step: BatchContext, rng) -> Optional[GraphAugmentation]:
         owner = self._owner("augment")
         return owner.augment(data, step, rng) if owner else None
+
+    def values(self, items: torch.Tensor) -> Optional[torch.Tensor]:
+        owner = self._owner("values")
+        return owner.values(items) if owner else None
 
     def synthesize(self, h, y, rng):
         owner = self._owner("synthesize")

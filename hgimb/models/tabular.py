@@ -11,7 +11,10 @@ The engine dispatches on that capability (``hgimb.engine.fitted``), never on a m
 applies the remedies that make sense without gradient steps: sampling (``balanced-sampler``,
 ``oversample``, ``undersample``) picks the fitting rows, synthesis (``smote``-style remedies)
 adds rows, a loss remedy's class weighting becomes per-row ``sample_weight`` and post-hoc
-remedies (``threshold``) are fitted on validation as for GNNs. See docs/crystal.md.
+remedies (``threshold``) are fitted on validation as for GNNs. With ``value-regression`` the
+forests and ``hist-gb`` fit their regression form (``fit_values``: the scikit-learn regressor with
+the same options) on the scaled real value behind a thresholded label, and ``predict_proba``
+gives ``sigmoid`` of the prediction as the positive class's probability. See docs/crystal.md.
 
 Defaults: a 500-tree random forest (the issue's reference pipeline), extra trees alike,
 ``HistGradientBoostingClassifier`` early-stopped on the validation split (its own loss), and a
@@ -27,7 +30,7 @@ metrics stay those of the first model.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 import torch
@@ -44,16 +47,20 @@ class FittedModel(nn.Module):
     in the module's extra state, so ``model.pt`` (``state_dict``) holds it."""
 
     def __init__(self, name: str, factory: Callable[..., Any], uses_validation: bool = False,
-                 refit: bool = False, selected: Callable[[Any], Dict[str, Any]] = lambda estimator: {}):
-        """``factory(seed, **overrides)`` builds an unfitted estimator; ``selected(estimator)``: the
-        settings a fitted estimator's validation use chose, as overrides for the refit."""
+                 refit: bool = False, selected: Callable[[Any], Dict[str, Any]] = lambda estimator: {},
+                 regressor: Optional[Callable[..., Any]] = None):
+        """``factory(seed, **overrides)`` builds an unfitted classifier, ``regressor`` (same
+        signature) the model's regression form for a real-valued target (``fit_values``);
+        ``selected(estimator)``: the settings a fitted estimator's validation use chose, as
+        overrides for the refit."""
         super().__init__()
         self.name = name
-        self.factory = factory
+        self.factories = {"classify": factory, "regress": regressor}
         self.uses_validation = uses_validation
         self.refit = refit
         self.selected = selected
         self.estimator = None
+        self.mode = "classify"
 
     def inputs(self, task, items: torch.Tensor) -> torch.Tensor:
         graphs = task.graphs
@@ -62,8 +69,26 @@ class FittedModel(nn.Module):
                              f"(or chgnet, magpie+chgnet)")
         return torch.cat([graphs[i].u for i in items.tolist()], dim=0).float()
 
+    @property
+    def factory(self) -> Callable[..., Any]:
+        """The classifier's factory (``factory(seed, **overrides)``)."""
+        return self.factories["classify"]
+
     def fit(self, X, y, *, sample_weight=None, X_val=None, y_val=None, seed: int = 0) -> "FittedModel":
-        estimator = self.factory(seed)
+        self.mode = "classify"
+        return self._fit(X, y, sample_weight, X_val, y_val, seed)
+
+    def fit_values(self, X, t, *, sample_weight=None, X_val=None, t_val=None, seed: int = 0) -> "FittedModel":
+        """Fit the regression form on real-valued targets ``t``; ``predict_proba`` then gives
+        ``sigmoid(prediction)`` as the positive class's probability (``value-regression``)."""
+        if self.factories["regress"] is None:
+            raise HgimbError(f"model '{self.name}' has no regression form for a real-valued target; use "
+                             "random-forest, extra-trees or hist-gb, or drop remedy 'value-regression'")
+        self.mode = "regress"
+        return self._fit(X, t, sample_weight, X_val, t_val, seed)
+
+    def _fit(self, X, y, sample_weight, X_val, y_val, seed: int) -> "FittedModel":
+        estimator = self.factories[self.mode](seed)
         X, y = np.asarray(X), np.asarray(y)
         extra: Dict[str, Any] = {}
         if self.uses_validation and X_val is not None and len(X_val) and len(np.unique(y_val)) > 1:
@@ -80,8 +105,9 @@ class FittedModel(nn.Module):
         return self
 
     def refit_on(self, X, y, *, sample_weight=None, seed: int = 0) -> "FittedModel":
-        """Fit again on ``X`` (train + validation) with the settings the first fit selected."""
-        estimator = self.factory(seed, **self.selected(self.estimator))
+        """Fit again on ``X`` (train + validation) with the settings the first fit selected; ``y``
+        holds real-valued targets when the first fit was ``fit_values``."""
+        estimator = self.factories[self.mode](seed, **self.selected(self.estimator))
         extra = {} if sample_weight is None else {"sample_weight": np.asarray(sample_weight)}
         from sklearn.pipeline import Pipeline
 
@@ -93,13 +119,17 @@ class FittedModel(nn.Module):
     def predict_proba(self, X) -> np.ndarray:
         if self.estimator is None:
             raise RuntimeError(f"model '{self.name}' is not fitted")  # pragma: no cover - engine order
+        if self.mode == "regress":
+            positive = 1.0 / (1.0 + np.exp(-np.clip(self.estimator.predict(np.asarray(X)), -50, 50)))
+            return np.stack([1.0 - positive, positive], axis=1)
         return self.estimator.predict_proba(np.asarray(X))
 
     def get_extra_state(self):
-        return {"name": self.name, "estimator": self.estimator}
+        return {"name": self.name, "estimator": self.estimator, "mode": self.mode}
 
     def set_extra_state(self, state) -> None:
         self.estimator = state.get("estimator")
+        self.mode = state.get("mode", "classify")
 
     def forward(self, X):  # pragma: no cover - fitted models are not called like modules
         raise RuntimeError(f"model '{self.name}' is a fitted model: use fit/predict_proba")
@@ -141,12 +171,15 @@ def _split_options(cfg: ModelConfig):
 
 def _forest(kind: str):
     def build(task, cfg: ModelConfig) -> FittedModel:
-        from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+        from sklearn.ensemble import (ExtraTreesClassifier, ExtraTreesRegressor, RandomForestClassifier,
+                                      RandomForestRegressor)
 
-        cls = RandomForestClassifier if kind == "random-forest" else ExtraTreesClassifier
+        cls, reg = ((RandomForestClassifier, RandomForestRegressor) if kind == "random-forest"
+                    else (ExtraTreesClassifier, ExtraTreesRegressor))
         options, refit = _split_options(cfg)
         return FittedModel(kind, lambda seed, **over: cls(**{**options, **over}, n_jobs=1, random_state=seed),
-                           refit=refit)
+                           refit=refit,
+                           regressor=lambda seed, **over: reg(**{**options, **over}, n_jobs=1, random_state=seed))
 
     return build
 
@@ -162,15 +195,19 @@ register_model("extra-trees", kinds=("graph",), defaults=TABULAR_DEFAULTS, param
 @register_model("hist-gb", kinds=("graph",), defaults=TABULAR_DEFAULTS, params=HIST_GB_PARAMS,
                 help="histogram gradient boosting (scikit-learn), early-stopped on validation, per-crystal features")
 def build_hist_gb(task, cfg: ModelConfig) -> FittedModel:
-    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
     # early stopping on hgimb's validation split (passed as X_val): the analogue of the GNNs'
     # best-epoch selection; without one, scikit-learn's internal 10% hold-out. A refit keeps the
     # iteration count early stopping chose.
     options, refit = _split_options(cfg)
-    return FittedModel("hist-gb", lambda seed, **over: HistGradientBoostingClassifier(
-        **{**options, "early_stopping": True, **over}, random_state=seed), uses_validation=True, refit=refit,
-        selected=lambda est: {"max_iter": int(est.n_iter_), "early_stopping": False})
+
+    def factory(cls):
+        return lambda seed, **over: cls(**{**options, "early_stopping": True, **over}, random_state=seed)
+
+    return FittedModel("hist-gb", factory(HistGradientBoostingClassifier), uses_validation=True, refit=refit,
+                       selected=lambda est: {"max_iter": int(est.n_iter_), "early_stopping": False},
+                       regressor=factory(HistGradientBoostingRegressor))
 
 
 @register_model("logistic", kinds=("graph",), defaults=TABULAR_DEFAULTS, params=LOGISTIC_PARAMS,
