@@ -18,7 +18,7 @@ protocol on CiteSeer when its files are under $HGIMB_DATA):
   ``main_semi.py`` runs it: its own GCN (``--model-option style=graphens norm=target``), the epoch
   with the best validation accuracy.
 * ``step10-raw`` -- ``configs/lt/step10-raw.yaml``: the ``step10`` grid with Cora's features not
-  row-normalised (GCN; CE, the losses and GraphENS-like rows): a measured check of the CE gap, not
+  row-normalised (GCN; CE, the losses, SMOTE-style and GraphENS-like rows): a measured check of the CE gap, not
   a published protocol.
 * ``lt100`` -- ``configs/lt/lt100.yaml``: GraphSHA, long-tailed rho = 100 on the ``full`` split with
   the lowest-degree training nodes and their edges removed, 900 epochs, 10 seeds.
@@ -104,6 +104,7 @@ PUBLISHED: Dict[str, Dict[str, tuple]] = {
                    "graphens-ego+tam": ("GraphENS + TAM", 71.69, 72.14, YAN)},
     "step10-gens": {"none": ("Cross-entropy", 62.82, 61.67, YAN), "graphens-ego": ("GraphENS", 70.89, 70.90, YAN)},
     "step10-raw": {"none": ("Cross-entropy", 62.82, 61.67, YAN), "weighted": ("Re-weight", 65.36, 64.97, YAN),
+                   "smote": ("GraphSMOTE", 66.39, 65.49, YAN), "graphsmote": ("GraphSMOTE", 66.39, 65.49, YAN),
                    "balanced-softmax": ("Balanced Softmax", 69.98, 68.68, YAN),
                    "tam": ("BS + TAM", 69.94, 69.54, YAN), "graphens": ("GraphENS", 70.89, 70.90, YAN),
                    "graphens+tam": ("GraphENS + TAM", 71.69, 72.14, YAN)},
