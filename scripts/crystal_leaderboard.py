@@ -13,7 +13,8 @@ all epochs for GNNs); n = seeds. "fit on": every model fits on the training spli
 validation for selection and the threshold; the tabular models also run with
 ``--model-option refit=true`` (REFIT_MODELS: after that, fitted again on train + validation for
 the test predictions, the protocol of the issue's reference forest). ENSEMBLES: each grid ``cgcnn``
-run with the ``threshold`` remedy is also run as the soft-voting ensemble ``cgcnn+random-forest``
+run with the ``threshold`` or ``value-regression+threshold`` remedy is also run as the soft-voting
+ensemble ``cgcnn+random-forest``
 (``--model a+b``; the forest member refitted on train + validation, the threshold fitted on the
 ensemble's validation outputs), with the same settings, features and split. Rows are sorted by PR-AUC. Only rows of the grid as it is now
 count (editing the grid makes new run ids). With ``--threshold`` the table is printed, and
@@ -37,7 +38,7 @@ GRID = "configs/bench/crystal-leaderboard.yaml"
 SECTION = "crystal-leaderboard"
 REFIT_MODELS = ("random-forest", "hist-gb")  # also run with refit=true (fit on train + validation)
 ENSEMBLES = {"cgcnn": "cgcnn+random-forest"}  # GNN -> its ensemble with the refitted forest
-ENSEMBLE_REMEDIES = ("threshold",)
+ENSEMBLE_REMEDIES = ("threshold", "value-regression+threshold")
 
 
 def with_refit(configs: list) -> list:
