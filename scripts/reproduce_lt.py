@@ -26,7 +26,8 @@ protocol on CiteSeer when its files are under $HGIMB_DATA):
   heterogeneous graphs (official HGB split, training part long-tailed), RGCN, 10 seeds; no
   published numbers exist for these settings. ``freebase10-hgn``
   (``configs/lt/freebase10-simple-hgn.yaml``): the Freebase setting with Simple-HGN at its HGB
-  settings (a grid holds one learning rate, so it is its own grid).
+  settings (a grid holds one learning rate, so it is its own grid); ``freebase10-gat``
+  (``configs/lt/freebase10-gat.yaml``): the same with the heterogeneous GAT at its HGB settings.
 
 Each table gives, per remedy and backbone, test balanced accuracy / macro-F1 (mean ± sample std
 over seeds), a paired t-test against cross-entropy on the same seeds (bAcc), and for the GCN
@@ -64,7 +65,8 @@ PROTOCOLS = {"step10": "configs/lt/step10.yaml", "step10-ens": "configs/lt/step1
              "step10-gens": "configs/lt/step10-gens.yaml", "step10-raw": "configs/lt/step10-raw.yaml",
              "lt100": "configs/lt/lt100.yaml",
              "acm20": "configs/lt/acm20.yaml", "freebase10": "configs/lt/freebase10.yaml",
-             "freebase10-hgn": "configs/lt/freebase10-simple-hgn.yaml"}
+             "freebase10-hgn": "configs/lt/freebase10-simple-hgn.yaml",
+             "freebase10-gat": "configs/lt/freebase10-gat.yaml"}
 TITLES = {"step10": "Step imbalance ρ = 10, public split (GraphENS / TAM protocol, `configs/lt/step10.yaml`)",
           "step10-ens": "Step imbalance ρ = 10, public split, GCN of TAM's GraphENS runs (edges normalised by the "
                         "target's degree, `--model-option norm=target`; `configs/lt/step10-ens.yaml`)",
@@ -77,7 +79,9 @@ TITLES = {"step10": "Step imbalance ρ = 10, public split (GraphENS / TAM protoc
           "acm20": "ACM (heterogeneous), official HGB split, training part long-tailed at ρ = 20, RGCN (`configs/lt/acm20.yaml`)",
           "freebase10": "Freebase (heterogeneous), official HGB split, training part long-tailed at ρ = 10, RGCN (`configs/lt/freebase10.yaml`)",
           "freebase10-hgn": "Freebase (heterogeneous), official HGB split, training part long-tailed at ρ = 10, Simple-HGN "
-                            "at its HGB settings (`configs/lt/freebase10-simple-hgn.yaml`)"}
+                            "at its HGB settings (`configs/lt/freebase10-simple-hgn.yaml`)",
+          "freebase10-gat": "Freebase (heterogeneous), official HGB split, training part long-tailed at ρ = 10, GAT "
+                            "at its HGB settings (`configs/lt/freebase10-gat.yaml`)"}
 LABELS = {"none": "CE", "weighted": "re-weight", "smote": "smote (GraphSMOTE-like)",
           "balanced-softmax": "balanced softmax", "tam": "BS + TAM", "graphens": "graphens (GraphENS-like)",
           "graphens+tam": "graphens + TAM (CE base)", "bat": "BAT (CE)", "bat+balanced-softmax": "BAT + BS",
@@ -112,6 +116,7 @@ PUBLISHED: Dict[str, Dict[str, tuple]] = {
     "acm20": {},
     "freebase10": {},
     "freebase10-hgn": {},
+    "freebase10-gat": {},
 }
 # Remedy parameters per remedy where one protocol runs a remedy two ways: TAM's README runs
 # "Balanced Softmax + TAM" with --loss_type bs (tam's default base) and "GraphENS + TAM" with
@@ -279,8 +284,8 @@ Jaeyun-Song/TAM `main_bs.py`, `main_ens.py`, `nets/*.py`, `models/tam.py`; JoonH
 `main_semi.py`, `models/gens.py`, `nets/gcn.py`; wenzhilics/GraphSHA `main.py`, `data_utils.py`,
 `gens.py`, `neighbor_dist.py`; ZhiningLiu1998/BAT `bat.py`, `trainer.py`, `README.md`):
 
-* **seeds**: hgimb seeds 0-9 (torch and numpy per run); the TAM code runs seeds 101-110 in one
-  process, GraphSHA one seed (100) per call. Which minority nodes are kept (step) is a uniform draw
+* **seeds**: hgimb seeds 0-19 on `step10`, 0-9 on the other protocols (torch and numpy per run);
+  the TAM code runs seeds 101-110 in one process, GraphSHA one seed (100) per call. Which minority nodes are kept (step) is a uniform draw
   in both, from different generators.
 * **scheduler timing**: the reference steps ReduceLROnPlateau on the validation loss computed
   *before* the optimiser step of the epoch; hgimb steps it on the validation pass after the step
