@@ -33,7 +33,8 @@ import torch
 
 from ..errors import HgimbError
 from ..params import Param
-from .base import BatchContext, Remedy, RemedyContext
+from .base import BatchContext, RemedyContext
+from .losses import LossRemedy, weighted_mean
 from .registry import register_remedy
 
 TRANSFORMS = {"none": lambda v: v, "log": np.log1p}
@@ -51,7 +52,7 @@ def value_targets(values: np.ndarray, threshold: float, train_index: np.ndarray,
 
 
 @register_remedy
-class ValueRegression(Remedy):
+class ValueRegression(LossRemedy):
     """Regress the real value behind a thresholded binary label (logit difference ~ scaled value)."""
 
     name = "value-regression"
@@ -60,7 +61,8 @@ class ValueRegression(Remedy):
 
     def __init__(self, **params):
         super().__init__(**params)
-        self.targets: Optional[torch.Tensor] = None  # [num_items] float, every item
+        self.targets: Optional[torch.Tensor] = None  # [num_items] float, every item (CPU)
+        self.targets_on_device: Optional[torch.Tensor] = None  # the same on the training device
         self.items: Optional[torch.Tensor] = None  # the current step's item ids
 
     def check(self, ctx: RemedyContext) -> None:
@@ -80,6 +82,7 @@ class ValueRegression(Remedy):
         targets = value_targets(meta["raw_target"], meta["threshold"], ctx.train_index.cpu().numpy(),
                                 self.p["transform"])
         self.targets = torch.from_numpy(targets).float()
+        self.targets_on_device = self.targets.to(ctx.device)
 
     def values(self, items: torch.Tensor) -> torch.Tensor:
         """The regression targets of ``items`` (float ``[N]``), for a model fitted in one call."""
@@ -92,12 +95,11 @@ class ValueRegression(Remedy):
         if self.items is None or logits.size(0) != self.items.numel():
             raise HgimbError("remedy 'value-regression' regresses each row's measured value; rows added by a "
                              "synthesis or augmentation remedy have none: drop that remedy")
-        t = self.targets.to(logits.device)[self.items]
+        t = self.targets_on_device.to(logits.device)[self.items]
         z = logits[:, 1] - logits[:, 0]
         error = (z - t.to(z.dtype)) ** 2
-        weight = self.ctx.class_weight_at(epoch) if self.ctx is not None else None
+        weight = self.class_weight(epoch, logits.device)
         if weight is None:
             return error.mean()
-        hard = target.argmax(1) if target.dtype.is_floating_point else target
-        w = weight.to(logits.device, z.dtype)[hard]
-        return (w * error).sum() / w.sum().clamp_min(1e-12)
+        # each row's squared error weighted by its class weight (a weighting remedy is combined)
+        return weighted_mean(error[:, None].expand(-1, logits.size(1)), target, weight)
