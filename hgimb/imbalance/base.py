@@ -129,23 +129,51 @@ class GraphAugmentation:
     new_targets: torch.Tensor
     real_rows: Optional[torch.Tensor] = None
     on_encoded: Optional[Callable[[torch.Tensor], None]] = None
-    hidden: Optional[Callable[[torch.Tensor, torch.Tensor], "HiddenNodes"]] = None
+    hidden: Optional[Callable[["HiddenGraph"], "HiddenNodes"]] = None
+
+
+@dataclass
+class HiddenRelation:
+    """One relation into the target node type, as the output layer reads it: ``source`` ``[N_s, d]``
+    (the source type's rows in the output layer's input space; the target rows themselves for a
+    relation of the target type to itself) and ``edges`` ``[2, E]`` (source ids -> target ids)."""
+
+    source: torch.Tensor
+    edges: torch.Tensor
+
+
+@dataclass
+class HiddenGraph:
+    """What a model hands ``GraphAugmentation.hidden``: ``target`` ``[N, d]`` (the target type's
+    rows -- the items -- in the output layer's input space) and ``relations`` (every relation the
+    output layer aggregates into the target type, by a key the model chooses: the edge type of a
+    heterogeneous model, ``"edges"`` for a one-type graph)."""
+
+    target: torch.Tensor
+    relations: Dict[Any, HiddenRelation]
 
 
 @dataclass
 class HiddenNodes:
     """Synthetic nodes inserted before a model's output layer (``GraphAugmentation.hidden``).
 
-    The model calls ``hidden(H, edge_index)`` with every node's input to its output layer and the
-    graph's edges and gets back ``h`` ``[S, d]`` (the new nodes' rows in that space), ``src`` /
-    ``dst`` (in-edges: real node ids -> new node positions ``0..S-1``). The new nodes' outputs
-    follow the step's real rows, in the order of ``GraphAugmentation.new_targets`` (its
-    ``new_rows`` and ``data`` are then unused: the graph is the task's). A model offers this with
-    ``encode_extended(data, hidden)`` (:mod:`hgimb.models.base`)."""
+    The model calls ``hidden(graph)`` with a :class:`HiddenGraph` and gets back ``h`` ``[S, d]``
+    (the new target-type nodes' rows in that space) and ``edges``: per relation key of the graph,
+    ``(src, dst)``, in-edges from the relation's source ids to new node positions ``0..S-1`` (a
+    relation may be absent: no edges). The new nodes' outputs follow the step's real rows, in the
+    order of ``GraphAugmentation.new_targets`` (its ``new_rows`` and ``data`` are then unused: the
+    graph is the task's). A model offers this with ``encode_extended(data, hidden)``
+    (:mod:`hgimb.models.base`)."""
 
     h: torch.Tensor
-    src: torch.Tensor
-    dst: torch.Tensor
+    edges: Dict[Any, Tuple[torch.Tensor, torch.Tensor]]
+
+    def relation(self, key) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``(src, dst)`` of relation ``key`` (empty tensors when it has none)."""
+        if key in self.edges:
+            return self.edges[key]
+        empty = torch.empty(0, dtype=torch.long, device=self.h.device)
+        return empty, empty
 
 
 class Remedy:

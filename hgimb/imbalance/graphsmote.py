@@ -3,8 +3,8 @@
 2103.08826), following the authors' code (github.com/TianxiangZhao/GraphSmote: ``main.py``,
 ``models.py``, ``utils.py``; the ``recon_newG`` setting with a thresholded generated graph).
 
-Every training step (full graph, one node type), through the ``hidden`` field of the ``augment``
-hook (the synthetic nodes are made inside the model, before its output convolution):
+Every training step (full graph), through the ``hidden`` field of the ``augment`` hook (the
+synthetic nodes are made inside the model, before its output convolution):
 
 * encoder: the backbone up to its output convolution gives ``H`` for every node;
 * synthetic nodes (``utils.recon_upsample``): the sampling plan (``sampling_strategy``, as
@@ -44,18 +44,35 @@ Deviations from the code:
 8. Backbone: the reference-style ``gcn``, ``sage`` and ``gatconv`` (``--model-option
    style=reference``): encoder = all but the output convolution, classifier = the output
    convolution; the code's SAGE classifier is a SAGE layer followed by a linear layer.
+
+Heterogeneous graphs (the paper and its code have one node type; this extension is hgimb's): the
+backbones ``rgcn``, ``gat`` and ``simple-hgn`` (encoder = all but the last layer, classifier = the
+last layer and what follows it; each model's ``encode_extended``). The synthetic nodes are of the
+target type (one target type), interpolated in that type's hidden space; the relation-aware
+choices:
+
+* which relations: every relation the last layer aggregates into the target type (a synthetic
+  movie gets actors, directors, ... along each relation that ends at movies; it sends no messages,
+  so relations leaving the target type play no part);
+* candidates per relation: the union of the two parents' in-neighbours *in that relation*;
+* one edge generator per relation, ``p_r(u, v) = sigmoid((h_u W_r^T) . (h_v W_r^T))`` with ``h_u``
+  the source type's hidden row, trained on that relation's edges (non-edges drawn uniformly from
+  source x target pairs), all generators stepped by one Adam optimiser on the sum of their losses;
+* the kept edges enter the last layer as that relation's edges (``rgcn``: unweighted mean even
+  where the relation has ``edge_weight``; ``gat``: the relation's ``GATConv``; ``simple-hgn``: the
+  relation's edge-type embedding).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
 
 from ..errors import HgimbError
 from ..params import Param, Range
-from .base import BatchContext, GraphAugmentation, HiddenNodes, Remedy, RemedyContext
+from .base import BatchContext, GraphAugmentation, HiddenGraph, HiddenNodes, Remedy, RemedyContext
 from .registry import register_remedy
 from .samplers import SAMPLING_STRATEGY, parse_sampling_strategy, planned_counts, resolve_sampling_strategy
 
@@ -64,37 +81,42 @@ DECODER_WEIGHT_DECAY = 5e-4  # the code's --weight_decay default, used for optim
 
 @dataclass
 class SortedEdges:
-    """A graph's edges ``[2, E]`` sorted once for the per-step lookups: the in-neighbours by
-    destination (CSR ``ptr`` / ``neighbours``, for :func:`candidate_edges`) and the sorted pair keys
-    ``src * n + dst`` (for :func:`reconstruction_loss`). The model hands GraphSMOTE its edges every
-    step; :meth:`reuse` keeps this when they are the same edges, so the two sorts (about 180 ms a
-    step at a million edges on one thread) run once per run."""
+    """A relation's edges ``[2, E]`` (source ids in ``0..num_src-1`` -> target ids in
+    ``0..num_nodes-1``; one node type: ``num_src = num_nodes``) sorted once for the per-step
+    lookups: the in-neighbours by destination (CSR ``ptr`` / ``neighbours``, for
+    :func:`candidate_edges`) and the sorted pair keys ``src * num_nodes + dst`` (for
+    :func:`reconstruction_loss`). The model hands GraphSMOTE its edges every step; :meth:`reuse`
+    keeps this when they are the same edges, so the two sorts (about 180 ms a step at a million
+    edges on one thread) run once per run."""
 
     edges: torch.Tensor
     num_nodes: int
+    num_src: int
     ptr: torch.Tensor
     neighbours: torch.Tensor
     keys: torch.Tensor
 
     @classmethod
-    def of(cls, edges: torch.Tensor, num_nodes: int) -> "SortedEdges":
+    def of(cls, edges: torch.Tensor, num_nodes: int, num_src: Optional[int] = None) -> "SortedEdges":
+        num_src = num_nodes if num_src is None else int(num_src)
         order = torch.argsort(edges[1], stable=True)
         ptr = torch.zeros(num_nodes + 1, dtype=torch.long, device=edges.device)
         ptr[1:] = torch.cumsum(torch.bincount(edges[1], minlength=num_nodes), 0)
         keys = torch.sort(edges[0] * num_nodes + edges[1]).values
-        return cls(edges, num_nodes, ptr, edges[0][order], keys)
+        return cls(edges, num_nodes, num_src, ptr, edges[0][order], keys)
 
-    def reuse(self, edges: torch.Tensor, num_nodes: int) -> "SortedEdges":
+    def reuse(self, edges: torch.Tensor, num_nodes: int, num_src: Optional[int] = None) -> "SortedEdges":
         """This one if ``edges`` are the same edges (content, not object), else a new one."""
-        same = (num_nodes == self.num_nodes and edges.shape == self.edges.shape
+        num_src = num_nodes if num_src is None else int(num_src)
+        same = (num_nodes == self.num_nodes and num_src == self.num_src and edges.shape == self.edges.shape
                 and edges.device == self.edges.device and torch.equal(edges, self.edges))
-        return self if same else SortedEdges.of(edges, num_nodes)
+        return self if same else SortedEdges.of(edges, num_nodes, num_src)
 
 
 def candidate_edges(graph: SortedEdges, base: torch.Tensor, partner: torch.Tensor):
     """``(src, dst)``: for synthetic node ``k`` (``dst = k``), every distinct in-neighbour of
-    ``base[k]`` or ``partner[k]`` in the graph, vectorised over the nodes."""
-    ptr, num_nodes, device = graph.ptr, graph.num_nodes, graph.edges.device
+    ``base[k]`` or ``partner[k]`` in the relation, vectorised over the nodes."""
+    ptr, num_src, device = graph.ptr, graph.num_src, graph.edges.device
     parents = torch.cat([base, partner])
     owner = torch.arange(base.numel(), device=device).repeat(2)
     counts = ptr[parents + 1] - ptr[parents]
@@ -103,8 +125,8 @@ def candidate_edges(graph: SortedEdges, base: torch.Tensor, partner: torch.Tenso
     within = torch.arange(int(counts.sum()), device=device) - torch.repeat_interleave(
         torch.cumsum(counts, 0) - counts, counts)
     src = graph.neighbours[first + within]
-    key = torch.unique(dst * num_nodes + src)
-    return key % num_nodes, key // num_nodes
+    key = torch.unique(dst * num_src + src)
+    return key % num_src, key // num_src
 
 
 class EdgeGenerator(torch.nn.Module):
@@ -125,24 +147,30 @@ class EdgeGenerator(torch.nn.Module):
         return torch.sigmoid((z_u * z_v).sum(-1))
 
 
-def reconstruction_loss(generator: EdgeGenerator, h: torch.Tensor, graph: SortedEdges,
+def reconstruction_loss(generator: EdgeGenerator, source: torch.Tensor, target: torch.Tensor, graph: SortedEdges,
                         rng: torch.Generator) -> torch.Tensor:
-    """The code's ``adj_mse_loss`` over all ordered pairs, its non-edge half estimated from
-    ``|E|`` uniform non-edge pairs (deviation 2 of the module docstring)."""
+    """The code's ``adj_mse_loss`` over all ordered (source, target) pairs of one relation, its
+    non-edge half estimated from ``|E|`` uniform non-edge pairs (deviation 2 of the module
+    docstring). One node type: ``source`` and ``target`` are the same rows."""
     edges = graph.edges
-    n, num_edges = h.size(0), edges.size(1)
-    z = generator.embed(h)  # once per node, then gathered per pair
-    positive = generator.prob(z[edges[0]], z[edges[1]])
+    n_src, n, num_edges = source.size(0), target.size(0), edges.size(1)
+    z_src = generator.embed(source)  # once per node, then gathered per pair
+    z_dst = z_src if target is source else generator.embed(target)
+    positive = generator.prob(z_src[edges[0]], z_dst[edges[1]])
     loss = ((positive - 1) ** 2).sum()
-    non_edges = n * n - num_edges
+    non_edges = n_src * n - num_edges
     if num_edges == 0 or non_edges <= 0:
         return loss
-    pairs = torch.randint(n, (2, num_edges), generator=rng, device=rng.device).to(h.device)
+    if n_src == n:  # both ends from one draw
+        pairs = torch.randint(n, (2, num_edges), generator=rng, device=rng.device).to(target.device)
+    else:
+        pairs = torch.stack([torch.randint(n_src, (num_edges,), generator=rng, device=rng.device),
+                             torch.randint(n, (num_edges,), generator=rng, device=rng.device)]).to(target.device)
     keys = graph.keys
     key = pairs[0] * n + pairs[1]
     found = torch.searchsorted(keys, key).clamp_max(keys.numel() - 1)
     keep = keys[found] != key
-    negative = generator.prob(z[pairs[0][keep]], z[pairs[1][keep]])
+    negative = generator.prob(z_src[pairs[0][keep]], z_dst[pairs[1][keep]])
     # the kept draws are uniform over the non-edges: their sum ~ (draws kept / non_edges) times the
     # sum over all non-edges; with the code's weight |E| / non_edges that leaves |E| / draws kept
     weight = num_edges / max(int(keep.sum()), 1)
@@ -162,16 +190,16 @@ class GraphSMOTE(Remedy):
 
     def __init__(self, **params: Any):
         super().__init__(**params)
-        self.generator: Optional[EdgeGenerator] = None
-        self.graph: Optional[SortedEdges] = None  # the model's edges, sorted once
+        self.generators: Dict[Any, EdgeGenerator] = {}  # one per relation into the target type
+        self.graphs: Dict[Any, SortedEdges] = {}  # each relation's edges, sorted once
         self.optimizer: Optional[torch.optim.Optimizer] = None
 
     def check(self, ctx: RemedyContext) -> None:
         if ctx.kind != "node" or ctx.task is None or ctx.task.data is None:
             raise HgimbError("remedy 'graphsmote' links synthetic nodes into the graph and needs a node task")
-        if len(ctx.task.target_types) != 1 or len(ctx.task.data.node_types) != 1:
-            raise HgimbError(f"remedy 'graphsmote' works on graphs of one node type (gcn, sage, gatconv); "
-                             f"'{ctx.task.name}' has node types {', '.join(ctx.task.data.node_types)}")
+        if len(ctx.task.target_types) != 1:
+            raise HgimbError(f"remedy 'graphsmote' makes nodes of one target type; '{ctx.task.name}' classifies "
+                             f"{', '.join(ctx.task.target_types)}")
 
     def setup(self, ctx: RemedyContext) -> None:
         super().setup(ctx)
@@ -187,8 +215,8 @@ class GraphSMOTE(Remedy):
     def init_model(self, model: torch.nn.Module) -> None:
         if not getattr(model, "extends_hidden", False):
             raise HgimbError(f"remedy 'graphsmote' inserts synthetic nodes before the model's output layer; "
-                             f"model {type(model).__name__} cannot (gcn, sage and gatconv with --model-option "
-                             "style=reference can)")
+                             f"model {type(model).__name__} cannot (rgcn, gat, simple-hgn, and gcn, sage and "
+                             "gatconv with --model-option style=reference can)")
 
     def augment(self, data, step: BatchContext, rng) -> Optional[GraphAugmentation]:
         items = step.items
@@ -209,24 +237,37 @@ class GraphSMOTE(Remedy):
         lam = torch.rand(base.numel(), 1, generator=rng, device=rng.device)
         draw = torch.Generator(device=rng.device).manual_seed(int(torch.randint(0, 2**62, (1,), generator=rng)))
 
-        def hidden(h: torch.Tensor, edges: torch.Tensor) -> HiddenNodes:
+        def hidden(graph: HiddenGraph) -> HiddenNodes:
+            h = graph.target
             partner = self._partners(h.detach(), base, target, members)
             new = h[base] + lam.to(h.device, h.dtype) * (h[partner] - h[base])
-            if self.generator is None:
-                self.generator = EdgeGenerator(h.size(1), self.init_stream).to(h.device)
-                self.optimizer = torch.optim.Adam(self.generator.parameters(), lr=self.p["edge_lr"],
-                                                  weight_decay=DECODER_WEIGHT_DECAY)
-            self.graph = (SortedEdges.of(edges, h.size(0)) if self.graph is None
-                          else self.graph.reuse(edges, h.size(0)))
-            src, dst = candidate_edges(self.graph, base, partner)
-            with torch.no_grad():  # the generated graph is thresholded, not optimised through
-                z_src, z_new = self.generator.embed(h[src].detach()), self.generator.embed(new.detach())
-                keep = self.generator.prob(z_src, z_new[dst]) >= self.p["edge_threshold"]
-            with torch.enable_grad():
-                self.optimizer.zero_grad(set_to_none=True)
-                reconstruction_loss(self.generator, h.detach(), self.graph, draw).backward()
-                self.optimizer.step()
-            return HiddenNodes(new, src[keep], dst[keep])
+            if not self.generators:  # one per relation, initialised in the model's relation order
+                self.generators = {key: EdgeGenerator(h.size(1), self.init_stream).to(h.device)
+                                   for key in graph.relations}
+                self.optimizer = torch.optim.Adam([w for g in self.generators.values() for w in g.parameters()],
+                                                  lr=self.p["edge_lr"], weight_decay=DECODER_WEIGHT_DECAY)
+            kept, loss, rows = {}, None, h.detach()
+            for key, relation in graph.relations.items():
+                sorted_edges = self.graphs.get(key)
+                sorted_edges = (SortedEdges.of(relation.edges, h.size(0), relation.source.size(0)) if sorted_edges is None
+                                else sorted_edges.reuse(relation.edges, h.size(0), relation.source.size(0)))
+                self.graphs[key] = sorted_edges
+                generator = self.generators[key]
+                src, dst = candidate_edges(sorted_edges, base, partner)
+                with torch.no_grad():  # the generated graph is thresholded, not optimised through
+                    z_src, z_new = generator.embed(relation.source[src].detach()), generator.embed(new.detach())
+                    keep = generator.prob(z_src, z_new[dst]) >= self.p["edge_threshold"]
+                kept[key] = (src[keep], dst[keep])
+                source = rows if relation.source is h else relation.source.detach()
+                with torch.enable_grad():
+                    term = reconstruction_loss(generator, source, rows, sorted_edges, draw)
+                loss = term if loss is None else loss + term
+            if loss is not None:
+                with torch.enable_grad():
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    self.optimizer.step()
+            return HiddenNodes(new, kept)
 
         return GraphAugmentation(data=data, new_rows=torch.empty(0, dtype=torch.long), new_targets=target,
                                  hidden=hidden)

@@ -26,8 +26,9 @@ and, declared where they apply (read through the functions below, with the defau
   with the training items each step and the validation items each epoch).
 * ``extends_hidden`` (bool; default False) with ``encode_extended(data, hidden) -> (Tensor [N, d],
   Tensor [S, d])``: ``encode(data)`` plus the outputs of synthetic nodes a remedy inserts before
-  the output layer (:class:`~hgimb.imbalance.base.HiddenNodes`; GraphSMOTE). The reference-style
-  ``gcn``, ``sage`` and ``gatconv`` (output layer a convolution) declare it.
+  the output layer (:class:`~hgimb.imbalance.base.HiddenGraph` in, ``HiddenNodes`` out; GraphSMOTE).
+  The reference-style ``gcn``, ``sage`` and ``gatconv`` (output layer a convolution), ``rgcn``,
+  ``gat`` and ``simple-hgn`` (before their last layer) declare it.
 
 A model without these declarations trains full-batch; a feature that needs one it lacks stops
 with a one-line :class:`~hgimb.errors.HgimbError`. :class:`GraphModel` is the base class of the

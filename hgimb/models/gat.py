@@ -21,19 +21,21 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch_geometric.nn import GATConv, HeteroConv
+from torch_geometric.nn.conv.hetero_conv import group
 
 from ..errors import HgimbError
+from ..imbalance.base import HiddenGraph, HiddenRelation
 from .base import GraphModel, HeteroInput, ModelConfig, gather_targets, needed_node_types, seed_count
 from ..params import Param, Range
 from .registry import register_model
 from .rgcn import INPUT_DROPOUT
-from .fused_gat import hetero_gat
+from .fused_gat import RelationGraph, gat_relation, hetero_gat, supported
 from .sparse.cache import GraphCache
 from .sparse.dense import dropout
 
@@ -54,6 +56,8 @@ def gat_width(name: str, hidden: int, layers: int, heads: int, aggr: str):
 
 
 class HeteroGAT(GraphModel):
+    extends_hidden = True  # encode_extended: synthetic target nodes before the last layer (GraphSMOTE)
+
     @property
     def num_hops(self) -> int:  # one hop per convolution
         return len(self.convs)
@@ -122,19 +126,60 @@ class HeteroGAT(GraphModel):
         x = self.input(data)
         x = {t: dropout(x[t], self.input_dropout, self.training) for t in self._needed[0]}
         for conv, skip, (rows, edges) in zip(self.convs, self.skips, self._plan(data)):
-            # HeteroConv(x, edges) fused (same parameters and dropout draws; see fused_gat.py)
-            messages = hetero_gat(conv, x, edges, rows, self._cache) if edges else {}
-            out = {}
-            for t, n in rows.items():
-                h = skip[t](x[t] if n == x[t].size(0) else x[t][:n])  # a full slice costs a copy in backward
-                if t in messages:
-                    h = h + messages[t]  # hetero_gat computed the first n rows only
-                out[t] = dropout(F.elu(h), self.dropout, self.training)
-            x = out
+            x = self._layer(conv, skip, x, rows, edges)
         return x
+
+    def _layer(self, conv, skip, x, rows, edges) -> Dict[str, torch.Tensor]:
+        # HeteroConv(x, edges) fused (same parameters and dropout draws; see fused_gat.py)
+        messages = hetero_gat(conv, x, edges, rows, self._cache) if edges else {}
+        out = {}
+        for t, n in rows.items():
+            h = skip[t](x[t] if n == x[t].size(0) else x[t][:n])  # a full slice costs a copy in backward
+            if t in messages:
+                h = h + messages[t]  # hetero_gat computed the first n rows only
+            out[t] = dropout(F.elu(h), self.dropout, self.training)
+        return out
 
     def encode(self, data) -> torch.Tensor:
         return gather_targets(self.encode_all(data), data, self.target_types)
+
+    def encode_extended(self, data, extend) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``encode(data)`` plus synthetic target-type nodes inserted before the last layer (a
+        remedy's ``hidden`` hook: GraphSMOTE), as :meth:`RGCN.encode_extended
+        <hgimb.models.rgcn.RGCN.encode_extended>` does: ``extend`` receives the target type's input
+        rows to the last layer and every relation into it with its source rows, and returns the new
+        rows with their in-edges per relation. A new node goes through the last layer as a real one
+        would with those in-edges: per relation, ``GATConv`` attention over its in-neighbours (no
+        self-loop; a relation without kept edges gives the conv's bias), relations combined by
+        ``aggr``, plus the type's skip connection, ELU, dropout. Real nodes receive nothing from
+        the new ones."""
+        if len(self.target_types) != 1:
+            raise HgimbError(f"gat inserts synthetic nodes of one target type; this task classifies "
+                             f"{', '.join(self.target_types)}")
+        target = self.target_types[0]
+        x = self.input(data)
+        x = {t: dropout(x[t], self.input_dropout, self.training) for t in self._needed[0]}
+        plan = self._plan(data)
+        for conv, skip, layer in zip(self.convs[:-1], self.skips[:-1], plan[:-1]):
+            x = self._layer(conv, skip, x, *layer)
+        conv, skip, (rows, edges) = self.convs[-1], self.skips[-1], plan[-1]
+        into = [et for et in edges if et[2] == target]
+        relations = {et: HiddenRelation(x[et[0]], edges[et]) for et in into}
+        new = extend(HiddenGraph(x[target], relations))
+        out = gather_targets(self._layer(conv, skip, x, rows, edges), data, self.target_types)
+        count = new.h.size(0)
+        messages = []
+        for et in into:
+            relation = conv.convs[et]
+            if not supported(relation):
+                raise HgimbError(f"gat: relation {et} is not a plain GATConv; synthetic nodes cannot be inserted")
+            src, dst = (i.to(new.h.device) for i in new.relation(et))
+            graph = RelationGraph(torch.stack([src, dst]), x[et[0]].size(0), count, relation.heads)
+            messages.append(gat_relation(relation, x[et[0]], new.h, graph))
+        h = skip[target](new.h)
+        if messages:
+            h = h + group(messages, conv.aggr)
+        return out, dropout(F.elu(h), self.dropout, self.training)
 
 
 ATTN_DROPOUT = Param("attn_dropout", float, None, "dropout on attention coefficients (default: --dropout)",

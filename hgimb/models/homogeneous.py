@@ -75,6 +75,7 @@ from torch_geometric.nn.inits import glorot
 from torch_geometric.utils import coalesce, cumsum, is_undirected, remove_self_loops, softmax, to_undirected
 
 from ..errors import HgimbError
+from ..imbalance.base import HiddenGraph, HiddenRelation
 from .base import SPARSE_INPUT_MAX_DENSITY, SPARSE_INPUT_MIN_COLUMNS, GraphModel, seed_count
 from ..params import Param
 from .registry import register_model
@@ -86,6 +87,7 @@ from .sparse.dense import dropout, first_rows
 GCN_NORMS = ("sym", "target")  # gcn's edge normalisation (see the module docstring)
 LAYOUTS = ("stack", "graphens")
 DECAY_SCOPES = ("all", "first-layer", "all-but-head")
+HOMOGENEOUS_RELATION = "edges"  # the one relation of encode_extended's HiddenGraph
 STYLES: Dict[str, Dict[str, object]] = {
     "hgimb": {"input_dropout": True, "head": "linear", "weight_decay": "all", "layout": "stack"},
     "reference": {"input_dropout": False, "head": "conv", "weight_decay": "first-layer", "layout": "stack"},
@@ -393,10 +395,10 @@ class HomogeneousGNN(GraphModel):
 
     def encode_extended(self, data, extend) -> Tuple[torch.Tensor, torch.Tensor]:
         """``encode(data)`` plus synthetic nodes inserted before the output convolution (the
-        ``hidden`` hook of a remedy's augmentation: GraphSMOTE). ``extend(H, edge_index)`` receives
-        every node's input to the output layer and the graph's edges (both directions, no
-        self-loops) and returns :class:`~hgimb.imbalance.base.HiddenNodes`: the new rows and their
-        in-edges from real nodes. Returns ``(encode(data), the new nodes' outputs)``; a new node
+        ``hidden`` hook of a remedy's augmentation: GraphSMOTE). ``extend`` receives a
+        :class:`~hgimb.imbalance.base.HiddenGraph`: every node's input to the output layer and one
+        relation, ``"edges"``, the graph's edges (both directions, no self-loops); it returns
+        :class:`~hgimb.imbalance.base.HiddenNodes`: the new rows and their in-edges from real nodes. Returns ``(encode(data), the new nodes' outputs)``; a new node
         aggregates its own row and its in-neighbours' as the output convolution aggregates a real
         node's (GCN: ``1 / sqrt(d_i d_j)`` with the real nodes' degrees of the graph; SAGE: mean of
         the neighbours, own row beside it; GAT: attention over the neighbours and itself). Real
@@ -408,14 +410,14 @@ class HomogeneousGNN(GraphModel):
         h = self._hidden(data)
         n = h.size(0)
         edges = remove_self_loops(self._edges(data, n))[0]
-        new = extend(h, edges)
+        new = extend(HiddenGraph(h, {HOMOGENEOUS_RELATION: HiddenRelation(h, edges)}))
         out = first_rows(self._last_aggregation(h, data), seed_count(data, self.node_type))
         return out, self._aggregate_new(h, new, edges)
 
     def _aggregate_new(self, h: torch.Tensor, new, edges: torch.Tensor) -> torch.Tensor:
         """The output convolution's aggregation for the new nodes of ``new`` (see encode_extended)."""
         count = new.h.size(0)
-        src, dst = new.src.to(h.device), new.dst.to(h.device)
+        src, dst = (t.to(h.device) for t in new.relation(HOMOGENEOUS_RELATION))
         if self.conv_kind == "sage":
             agg = torch.zeros(count, h.size(1), dtype=h.dtype, device=h.device).index_add_(0, dst, h[src])
             deg = torch.bincount(dst, minlength=count).clamp_min(1).to(h.dtype)

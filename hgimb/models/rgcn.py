@@ -22,13 +22,14 @@ Works on one-node-type graphs (Cora: one relation, the root weight is the self-l
 """
 from __future__ import annotations
 
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 from torch_geometric.nn.inits import glorot
 
 from ..errors import HgimbError
+from ..imbalance.base import HiddenGraph, HiddenRelation
 from .base import GraphModel, HeteroInput, ModelConfig, gather_targets, needed_node_types, seed_count
 from ..params import Param, Range
 from .registry import register_model
@@ -102,9 +103,14 @@ class HeteroRGCNConv(nn.Module):
 class RGCN(GraphModel):
     """Input features (HeteroInput) -> ``layers`` x [HeteroRGCNConv -> ReLU -> dropout] -> head.
 
+    Declares ``extends_hidden``: ``encode_extended`` inserts synthetic target-type nodes before the
+    last convolution (GraphSMOTE on heterogeneous graphs).
+
     ``options``: ``input_dropout`` (dropout on the input features, default 0),
     ``use_edge_weight`` (weighted mean where the graph has ``edge_weight``, default True).
     """
+
+    extends_hidden = True
 
     @property
     def num_hops(self) -> int:  # one hop per convolution
@@ -171,19 +177,62 @@ class RGCN(GraphModel):
             plan.append((rows, adj))
         return plan
 
-    def encode_all(self, data) -> Dict[str, torch.Tensor]:
-        """Last-layer embeddings of the target types (seed rows for a sampled subgraph)."""
+    def _layers(self, data, stop: Optional[int] = None):
+        """The input and the first ``stop`` layers (all by default): ``(x, plan)``, the output of
+        the last layer run and every layer's plan."""
         x = self.input(data)
         x = {t: dropout(x[t], self.input_dropout, self.training) for t in self._needed[0]}
         reference = next(iter(x.values()))
-        for conv, (rows, adj) in zip(self.convs, self._plan(data, reference.dtype, reference.device)):
-            x = conv(x, adj, rows)
-            # in place: h is a fresh product whose backward does not need it
-            x = {t: dropout(torch.relu_(h), self.dropout, self.training) for t, h in x.items()}
-        return x
+        plan = self._plan(data, reference.dtype, reference.device)
+        for conv, (rows, adj) in list(zip(self.convs, plan))[:stop]:
+            x = self._activate(conv(x, adj, rows))
+        return x, plan
+
+    def _activate(self, x: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        # in place: h is a fresh product whose backward does not need it
+        return {t: dropout(torch.relu_(h), self.dropout, self.training) for t, h in x.items()}
+
+    def encode_all(self, data) -> Dict[str, torch.Tensor]:
+        """Last-layer embeddings of the target types (seed rows for a sampled subgraph)."""
+        return self._layers(data)[0]
 
     def encode(self, data) -> torch.Tensor:
         return gather_targets(self.encode_all(data), data, self.target_types)
+
+    def encode_extended(self, data, extend) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``encode(data)`` plus synthetic target-type nodes inserted before the last convolution
+        (a remedy's ``hidden`` hook: GraphSMOTE). ``extend`` receives a
+        :class:`~hgimb.imbalance.base.HiddenGraph`: the target type's input rows to the last
+        convolution and, keyed by edge type, every relation into the target type with its source
+        type's input rows; it returns :class:`~hgimb.imbalance.base.HiddenNodes`. A new node ``v``
+        goes through the last convolution as a real one would with the returned in-edges,
+        ``h_v W_root + b + sum_r mean_{j in N_r(v)} h_j W_r`` (unweighted mean), then ReLU, dropout.
+        Returns ``(encode(data), the new nodes' outputs)``; real nodes receive nothing from the new
+        ones."""
+        if len(self.target_types) != 1:
+            raise HgimbError(f"rgcn inserts synthetic nodes of one target type; this task classifies "
+                             f"{', '.join(self.target_types)}")
+        target = self.target_types[0]
+        x, plan = self._layers(data, stop=len(self.convs) - 1)
+        conv, (rows, adj) = self.convs[-1], plan[-1]
+        relations = {}
+        for _, et in conv._relations_into[target]:
+            if et in adj:
+                edges = data[et].edge_index
+                relations[et] = HiddenRelation(x[et[0]], edges[:, edges[1] < rows[target]])
+        new = extend(HiddenGraph(x[target], relations))
+        out = gather_targets(self._activate(conv(x, adj, rows)), data, self.target_types)
+        t = conv._type_index[target]
+        h = new.h @ conv.root[t] if conv.bias is None else torch.addmm(conv.bias[t], new.h, conv.root[t])
+        count = new.h.size(0)
+        for r, et in conv._relations_into[target]:
+            src, dst = (i.to(h.device) for i in new.relation(et))
+            if src.numel() == 0:
+                continue
+            agg = torch.zeros(count, conv.in_dim, dtype=h.dtype, device=h.device).index_add_(0, dst, x[et[0]][src])
+            deg = torch.bincount(dst, minlength=count).clamp_min(1).to(h.dtype)
+            h = h + (agg / deg.unsqueeze(1)) @ conv.weight[r]
+        return out, self._activate({target: h})[target]
 
 
 INPUT_DROPOUT = Param("input_dropout", float, 0.0, "dropout on the input features", Range(0, 1, high_open=True))

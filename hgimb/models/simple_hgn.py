@@ -47,6 +47,8 @@ from torch import nn
 from torch_geometric.index import index2ptr
 from torch_geometric.utils import add_self_loops, remove_self_loops, softmax
 
+from ..errors import HgimbError
+from ..imbalance.base import HiddenGraph, HiddenRelation
 from .base import GraphModel, HeteroInput, seed_count
 from ..params import Param, Range
 from .registry import register_model
@@ -253,10 +255,13 @@ class SimpleHGNConv(nn.Module):
         return softmax(F.leaky_relu(logits, self.negative_slope), ptr=ptr, num_nodes=num_dst)
 
     def forward(self, x: torch.Tensor, graph: AttentionGraph, res_attn: Optional[torch.Tensor] = None,
-                rows: Optional[Tuple[Tuple[int, int], ...]] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+                rows: Optional[Tuple[Tuple[int, int], ...]] = None,
+                dropped: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         """``rows`` (``(start, stop)`` node ranges): compute only those output rows, in that
-        order (the attention over all edges is still returned, for the next layer)."""
-        h_in = dropout(x, self.dropout, self.training)
+        order (the attention over all edges is still returned, for the next layer). ``dropped``:
+        ``x`` after this layer's input dropout, when the caller drew it (:meth:`forward_new` reads
+        the same rows)."""
+        h_in = dropout(x, self.dropout, self.training) if dropped is None else dropped
         h = self.lin(h_in).view(-1, self.heads, self.out_channels)
         alpha = dropout(self.attention(h_in, graph), self.attn_dropout, self.training)
         if res_attn is not None and self.beta > 0:
@@ -271,6 +276,30 @@ class SimpleHGNConv(nn.Module):
         if self.activation:
             out = F.elu(out)
         return out, alpha.detach()
+
+    def forward_new(self, h_in: torch.Tensor, new_in: torch.Tensor, src: torch.Tensor, dst: torch.Tensor,
+                    edge_type: torch.Tensor) -> torch.Tensor:
+        """The layer's output ``[S, heads, out_channels]`` for ``S`` nodes outside the graph:
+        ``new_in`` their dropped-out inputs, in-edges ``src`` (graph node ids, rows of the
+        dropped-out inputs ``h_in``) -> ``dst`` (positions ``0..S-1``) of type ``edge_type``, and
+        a self-loop each (the self-loop type), as :meth:`forward` treats a real node's in-edges,
+        without an attention residual (the output layer has none)."""
+        count = new_in.size(0)
+        loops = torch.arange(count, device=new_in.device)
+        rows_in = torch.cat([h_in.index_select(0, src), new_in])
+        dst_all = torch.cat([dst, loops])
+        types = torch.cat([edge_type, torch.full((count,), self.edge_emb.num_embeddings - 1, dtype=torch.long,
+                                                 device=new_in.device)])
+        h = self.lin(rows_in).view(-1, self.heads, self.out_channels)
+        h_new = h[src.numel():]  # the self-loop rows are the new nodes' own projections
+        logits = ((h * self.att_src).sum(-1) + (h_new * self.att_dst).sum(-1).index_select(0, dst_all)
+                  + self.edge_type_scores().index_select(0, types))
+        alpha = softmax(F.leaky_relu(logits, self.negative_slope), dst_all, num_nodes=count)
+        alpha = dropout(alpha, self.attn_dropout, self.training)
+        out = h.new_zeros(count, self.heads, self.out_channels).index_add_(0, dst_all, alpha.unsqueeze(-1) * h)
+        if self.res is not None:
+            out = out + self.res(new_in).view(count, -1, self.out_channels)
+        return F.elu(out) if self.activation else out
 
     def forward_rows(self, x: torch.Tensor, graph: AttentionGraph, step: LayerRows,
                      res_attn: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -355,6 +384,8 @@ class NormalisedLogits(nn.Linear):
 
 
 class SimpleHGN(GraphModel):
+    extends_hidden = True  # encode_extended: synthetic target nodes before the output layer (GraphSMOTE)
+
     @property
     def num_hops(self) -> int:  # the hidden convolutions and the output one
         return len(self.convs) + 1
@@ -424,6 +455,56 @@ class SimpleHGN(GraphModel):
         h, _ = self.out_conv(h, graph, None, rows=rows)  # HGB: no attention residual here
         h = h.mean(1)
         return F.normalize(h, p=2, dim=-1, eps=1e-12)
+
+    def encode_extended(self, data, extend) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``encode(data)`` plus synthetic target-type nodes inserted before the output layer (a
+        remedy's ``hidden`` hook: GraphSMOTE), as :meth:`RGCN.encode_extended
+        <hgimb.models.rgcn.RGCN.encode_extended>` does: ``extend`` receives the target type's input
+        rows to the output layer and, keyed by edge type, every relation into the target type with
+        its source type's rows (self-loops dropped, as the homogeneous view drops them); it returns
+        the new rows with their in-edges per relation. A new node goes through the output layer as
+        a real one would (:meth:`SimpleHGNConv.forward_new`: attention with its edges' type
+        embeddings over its in-edges and a self-loop, the node residual), then the L2 normalisation.
+        Real nodes receive nothing from the new ones."""
+        if len(self.target_types) != 1:
+            raise HgimbError(f"simple-hgn inserts synthetic nodes of one target type; this task classifies "
+                             f"{', '.join(self.target_types)}")
+        graph, offsets = self._view(data)
+        x_dict = self.input(data)
+        h = torch.cat([x_dict[nt] for nt in data.node_types], 0)
+        res_attn = None
+        for conv in self.convs:
+            h, res_attn = conv(h, graph, res_attn)
+            h = h.flatten(1)
+        target = self.target_types[0]
+        start, count = offsets[target], int(data[target].num_nodes)
+        rows_of = {target: h[start: start + count]}
+        relations = {}
+        for et in self.edge_types:
+            if et[2] != target:
+                continue
+            if et[0] not in rows_of:
+                rows_of[et[0]] = h[offsets[et[0]]: offsets[et[0]] + int(data[et[0]].num_nodes)]
+            edges = data[et].edge_index
+            if et[0] == et[2]:
+                edges = remove_self_loops(edges)[0]
+            relations[et] = HiddenRelation(rows_of[et[0]], edges)
+        new = extend(HiddenGraph(rows_of[target], relations))
+        dropped = dropout(h, self.out_conv.dropout, self.out_conv.training)
+        out, _ = self.out_conv(h, graph, None, rows=((start, start + seed_count(data, target)),), dropped=dropped)
+        type_index = {et: i for i, et in enumerate(self.edge_types)}
+        src, dst, types = [], [], []
+        for et in relations:
+            s_, d_ = new.relation(et)
+            src.append(s_.to(h.device) + offsets[et[0]])
+            dst.append(d_.to(h.device))
+            types.append(torch.full((s_.numel(),), type_index[et], dtype=torch.long, device=h.device))
+        empty = torch.empty(0, dtype=torch.long, device=h.device)
+        new_in = dropout(new.h, self.out_conv.dropout, self.out_conv.training)
+        out_new = self.out_conv.forward_new(dropped, new_in, torch.cat(src) if src else empty,
+                                            torch.cat(dst) if dst else empty, torch.cat(types) if types else empty)
+        normalise = lambda t: F.normalize(t.mean(1), p=2, dim=-1, eps=1e-12)  # noqa: E731
+        return normalise(out), normalise(out_new)
 
     def encode_rows(self, data, rows: torch.Tensor) -> torch.Tensor:
         """``encode(data)[rows]`` computing only what those rows read: each layer outputs the
