@@ -353,3 +353,20 @@ def test_simple_hgn_new_nodes_go_through_the_output_layer():
     full, _ = model.out_conv(torch.cat([h, new_h]), bigger)
     want = torch.nn.functional.normalize(full[total:].mean(1), p=2, dim=-1)
     assert torch.allclose(new, want, atol=1e-5)
+
+
+def test_a_target_type_without_incoming_relations_gets_edgeless_synthetic_nodes():
+    from torch_geometric.data import HeteroData
+
+    task = toy_task(hetero=True)
+    data = HeteroData()
+    data["paper"].x, data["paper"].num_nodes = task.data["paper"].x, 60
+    data["author"].num_nodes = 10
+    data["paper", "to_author", "author"].edge_index = task.data["paper", "to_author", "author"].edge_index
+    task.data = data
+    model = _rgcn(task)
+    remedy = _remedy(task, model=model)
+    aug = remedy.augment(data, BatchContext(task.split["train"], 0), torch.Generator().manual_seed(1))
+    out, new = model.encode_extended(data, aug.hidden)
+    assert new.shape == (aug.new_targets.numel(), 8) and torch.isfinite(new).all()
+    assert remedy.parts[0].optimizer is None  # no relation into papers: no edge generator to train

@@ -241,7 +241,7 @@ class GraphSMOTE(Remedy):
             h = graph.target
             partner = self._partners(h.detach(), base, target, members)
             new = h[base] + lam.to(h.device, h.dtype) * (h[partner] - h[base])
-            if not self.generators:  # one per relation, initialised in the model's relation order
+            if self.optimizer is None and graph.relations:  # one per relation, initialised in the model's order
                 self.generators = {key: EdgeGenerator(h.size(1), self.init_stream).to(h.device)
                                    for key in graph.relations}
                 self.optimizer = torch.optim.Adam([w for g in self.generators.values() for w in g.parameters()],
