@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -123,11 +123,17 @@ class HeteroGAT(GraphModel):
         return plan
 
     def encode_all(self, data) -> Dict[str, torch.Tensor]:
+        return self._layers(data)[0]
+
+    def _layers(self, data, stop: Optional[int] = None):
+        """The input and the first ``stop`` layers (all by default): ``(x, plan)``, the output of
+        the last layer run and every layer's plan."""
         x = self.input(data)
         x = {t: dropout(x[t], self.input_dropout, self.training) for t in self._needed[0]}
-        for conv, skip, (rows, edges) in zip(self.convs, self.skips, self._plan(data)):
+        plan = self._plan(data)
+        for conv, skip, (rows, edges) in list(zip(self.convs, self.skips, plan))[:stop]:
             x = self._layer(conv, skip, x, rows, edges)
-        return x
+        return x, plan
 
     def _layer(self, conv, skip, x, rows, edges) -> Dict[str, torch.Tensor]:
         # HeteroConv(x, edges) fused (same parameters and dropout draws; see fused_gat.py)
@@ -157,11 +163,7 @@ class HeteroGAT(GraphModel):
             raise HgimbError(f"gat inserts synthetic nodes of one target type; this task classifies "
                              f"{', '.join(self.target_types)}")
         target = self.target_types[0]
-        x = self.input(data)
-        x = {t: dropout(x[t], self.input_dropout, self.training) for t in self._needed[0]}
-        plan = self._plan(data)
-        for conv, skip, layer in zip(self.convs[:-1], self.skips[:-1], plan[:-1]):
-            x = self._layer(conv, skip, x, *layer)
+        x, plan = self._layers(data, stop=len(self.convs) - 1)
         conv, skip, (rows, edges) = self.convs[-1], self.skips[-1], plan[-1]
         into = [et for et in edges if et[2] == target]
         relations = {et: HiddenRelation(x[et[0]], edges[et]) for et in into}
