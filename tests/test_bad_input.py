@@ -135,6 +135,9 @@ def test_bench_out_existing_file_is_refused(tmp_path, capsys):
     (["--remedy", "focal", "--remedy-param", "gamma=-1"], "remedy 'focal': parameter gamma must be a number >= 0, got -1"),
     (["--dataset-option", "homophily=2"], "dataset 'synthetic': option homophily must be a number in [0, 1], got 2"),
     (["--train-fraction", "0.8", "--test-fraction", "0.3", "--split", "stratified"], "leave room"),
+    (["--remedy", "value-regression"], "needs a binary task made from a real-valued target by --threshold"),
+    (["--model", "hgt", "--remedy", "graphsmote"], "model HGT cannot"),
+    (["--remedy", "graphsmote", "--batch-size", "32"], "needs full-graph training"),
 ])
 def test_bad_flag_values_are_one_line(flags, needle, tmp_path, capsys):
     code, err = call(train_cli.main, TINY + ["--out", str(tmp_path / "run")] + flags, capsys)
