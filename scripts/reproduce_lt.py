@@ -90,7 +90,7 @@ LABELS = {"none": "CE", "weighted": "re-weight", "smote": "smote (GraphSMOTE-lik
           "bat+tam": "BAT + BS + TAM", "graphsha": "GraphSHA (CE)", "graphsha+tam": "GraphSHA + BS + TAM",
           "graphens-ego": "GraphENS (ego networks, CE)", "graphens-ego+tam": "GraphENS (ego) + TAM (CE base)",
           "bat+graphens": "BAT + graphens (CE)", "bat+graphens+tam": "BAT + graphens + TAM (CE base)",
-          "graphsmote": "GraphSMOTE (edge generator, CE)"}
+          "graphsmote": "GraphSMOTE (edge generator, CE)", "graphsmote+tam": "GraphSMOTE + BS + TAM"}
 # Published Cora numbers with a GCN backbone: (method, bAcc, macro-F1, source).
 YAN = "Yan et al., Geometric Imbalance in Semi-Supervised Node Classification, Table 2, arXiv 2303.10371"
 BAT_README = ("Liu et al., BAT (ICML 2024), the example output in the authors' README, "
