@@ -442,7 +442,9 @@ class SimpleHGN(GraphModel):
             self._view_cache = (data, view)
         return view
 
-    def encode(self, data) -> torch.Tensor:
+    def _hidden(self, data):
+        """``(h, graph, offsets)``: every node's input to the output layer (the multi-head layers
+        on the full homogeneous view), the view and its per-type node offsets."""
         graph, offsets = self._view(data)
         x_dict = self.input(data)
         h = torch.cat([x_dict[nt] for nt in data.node_types], 0)
@@ -450,6 +452,10 @@ class SimpleHGN(GraphModel):
         for conv in self.convs:
             h, res_attn = conv(h, graph, res_attn)
             h = h.flatten(1)
+        return h, graph, offsets
+
+    def encode(self, data) -> torch.Tensor:
+        h, graph, offsets = self._hidden(data)
         # the output layer computes the target rows only (the seeds of a sampled subgraph)
         rows = tuple((offsets[t], offsets[t] + seed_count(data, t)) for t in self.target_types)
         h, _ = self.out_conv(h, graph, None, rows=rows)  # HGB: no attention residual here
@@ -469,13 +475,7 @@ class SimpleHGN(GraphModel):
         if len(self.target_types) != 1:
             raise HgimbError(f"simple-hgn inserts synthetic nodes of one target type; this task classifies "
                              f"{', '.join(self.target_types)}")
-        graph, offsets = self._view(data)
-        x_dict = self.input(data)
-        h = torch.cat([x_dict[nt] for nt in data.node_types], 0)
-        res_attn = None
-        for conv in self.convs:
-            h, res_attn = conv(h, graph, res_attn)
-            h = h.flatten(1)
+        h, graph, offsets = self._hidden(data)
         target = self.target_types[0]
         start, count = offsets[target], int(data[target].num_nodes)
         rows_of = {target: h[start: start + count]}
