@@ -209,24 +209,14 @@ def test_rgcn_new_nodes_go_through_the_last_convolution():
 
     task = toy_task(hetero=True)
     model, data = _rgcn(task), task.data
-    seen = {}
     new_h = torch.randn(2, 8)
-    author_paper = ("author", "to_paper", "paper")
-    cite = ("paper", "cite", "paper")
-    picked = {author_paper: (torch.tensor([3, 7, 3]), torch.tensor([0, 0, 1])),
-              cite: (torch.tensor([5]), torch.tensor([1]))}
-
-    def hidden(graph):
-        seen["graph"] = graph
-        return HiddenNodes(h=new_h, edges=picked)
-
-    out, new = model.encode_extended(data, hidden)
+    picked = PICKED
+    out, new, graph = _capture(model, data, new_h, picked)
     assert torch.equal(out, model.encode(data))
-    graph = seen["graph"]
     # every relation into papers, with its source type's rows
     assert set(graph.relations) == {et for et in data.edge_types if et[2] == "paper"}
-    assert graph.relations[cite].source is graph.target and graph.target.shape == (60, 8)
-    assert graph.relations[author_paper].source.shape == (10, 8)
+    assert graph.relations[CITE].source is graph.target and graph.target.shape == (60, 8)
+    assert graph.relations[AUTHOR_PAPER].source.shape == (10, 8)
     # the same as appending the new papers with those in-edges and running the last convolution
     n = 60
     x = {t: r.source for t, r in ((et[0], r) for et, r in graph.relations.items())}

@@ -108,8 +108,9 @@ class SortedEdges:
     def reuse(self, edges: torch.Tensor, num_nodes: int, num_src: Optional[int] = None) -> "SortedEdges":
         """This one if ``edges`` are the same edges (content, not object), else a new one."""
         num_src = num_nodes if num_src is None else int(num_src)
-        same = (num_nodes == self.num_nodes and num_src == self.num_src and edges.shape == self.edges.shape
-                and edges.device == self.edges.device and torch.equal(edges, self.edges))
+        same = (num_nodes == self.num_nodes and num_src == self.num_src
+                and (edges is self.edges or (edges.shape == self.edges.shape and edges.device == self.edges.device
+                                             and torch.equal(edges, self.edges))))
         return self if same else SortedEdges.of(edges, num_nodes, num_src)
 
 

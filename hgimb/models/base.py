@@ -165,6 +165,15 @@ def needed_node_types(node_types, edge_types, target_types, num_layers: int) -> 
     return [[t for t in node_types if t in layer] for layer in needed]
 
 
+def single_target_type(model_name: str, target_types) -> str:
+    """The one target type of a model whose ``encode_extended`` makes synthetic nodes of it; a
+    one-line error for a task that classifies several."""
+    if len(target_types) != 1:
+        raise HgimbError(f"{model_name} inserts synthetic nodes of one target type; this task classifies "
+                         f"{', '.join(target_types)}")
+    return target_types[0]
+
+
 def gather_targets(h_dict: Dict[str, torch.Tensor], data, target_types) -> torch.Tensor:
     """Concatenate the target-type embeddings in item order (seeds only when sampled)."""
     parts = [h_dict[t][: seed_count(data, t)] for t in target_types]

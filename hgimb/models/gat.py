@@ -31,7 +31,7 @@ from torch_geometric.nn.conv.hetero_conv import group
 
 from ..errors import HgimbError
 from ..imbalance.base import HiddenGraph, HiddenRelation
-from .base import GraphModel, HeteroInput, ModelConfig, gather_targets, needed_node_types, seed_count
+from .base import GraphModel, HeteroInput, ModelConfig, gather_targets, needed_node_types, seed_count, single_target_type
 from ..params import Param, Range
 from .registry import register_model
 from .rgcn import INPUT_DROPOUT
@@ -159,10 +159,7 @@ class HeteroGAT(GraphModel):
         self-loop; a relation without kept edges gives the conv's bias), relations combined by
         ``aggr``, plus the type's skip connection, ELU, dropout. Real nodes receive nothing from
         the new ones."""
-        if len(self.target_types) != 1:
-            raise HgimbError(f"gat inserts synthetic nodes of one target type; this task classifies "
-                             f"{', '.join(self.target_types)}")
-        target = self.target_types[0]
+        target = single_target_type("gat", self.target_types)
         x, plan = self._layers(data, stop=len(self.convs) - 1)
         conv, skip, (rows, edges) = self.convs[-1], self.skips[-1], plan[-1]
         into = [et for et in edges if et[2] == target]

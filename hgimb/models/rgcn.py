@@ -30,7 +30,7 @@ from torch_geometric.nn.inits import glorot
 
 from ..errors import HgimbError
 from ..imbalance.base import HiddenGraph, HiddenRelation
-from .base import GraphModel, HeteroInput, ModelConfig, gather_targets, needed_node_types, seed_count
+from .base import GraphModel, HeteroInput, ModelConfig, gather_targets, needed_node_types, seed_count, single_target_type
 from ..params import Param, Range
 from .registry import register_model
 from .sparse.cache import GraphCache
@@ -209,17 +209,16 @@ class RGCN(GraphModel):
         ``h_v W_root + b + sum_r mean_{j in N_r(v)} h_j W_r`` (unweighted mean), then ReLU, dropout.
         Returns ``(encode(data), the new nodes' outputs)``; real nodes receive nothing from the new
         ones."""
-        if len(self.target_types) != 1:
-            raise HgimbError(f"rgcn inserts synthetic nodes of one target type; this task classifies "
-                             f"{', '.join(self.target_types)}")
-        target = self.target_types[0]
+        target = single_target_type("rgcn", self.target_types)
         x, plan = self._layers(data, stop=len(self.convs) - 1)
         conv, (rows, adj) = self.convs[-1], plan[-1]
         relations = {}
         for _, et in conv._relations_into[target]:
             if et in adj:
                 edges = data[et].edge_index
-                relations[et] = HiddenRelation(x[et[0]], edges[:, edges[1] < rows[target]])
+                if rows[target] < int(data[target].num_nodes):  # seed rows of a subgraph only
+                    edges = edges[:, edges[1] < rows[target]]
+                relations[et] = HiddenRelation(x[et[0]], edges)
         new = extend(HiddenGraph(x[target], relations))
         out = gather_targets(self._activate(conv(x, adj, rows)), data, self.target_types)
         t = conv._type_index[target]

@@ -47,9 +47,8 @@ from torch import nn
 from torch_geometric.index import index2ptr
 from torch_geometric.utils import add_self_loops, remove_self_loops, softmax
 
-from ..errors import HgimbError
 from ..imbalance.base import HiddenGraph, HiddenRelation
-from .base import GraphModel, HeteroInput, seed_count
+from .base import GraphModel, HeteroInput, seed_count, single_target_type
 from ..params import Param, Range
 from .registry import register_model
 from .sparse.attention import HeadCSR, head_spmm
@@ -472,11 +471,8 @@ class SimpleHGN(GraphModel):
         a real one would (:meth:`SimpleHGNConv.forward_new`: attention with its edges' type
         embeddings over its in-edges and a self-loop, the node residual), then the L2 normalisation.
         Real nodes receive nothing from the new ones."""
-        if len(self.target_types) != 1:
-            raise HgimbError(f"simple-hgn inserts synthetic nodes of one target type; this task classifies "
-                             f"{', '.join(self.target_types)}")
+        target = single_target_type("simple-hgn", self.target_types)
         h, graph, offsets = self._hidden(data)
-        target = self.target_types[0]
         start, count = offsets[target], int(data[target].num_nodes)
         rows_of = {target: h[start: start + count]}
         relations = {}
