@@ -11,8 +11,8 @@ A dataset directory holds
 Graphs follow CGCNN: pymatgen parses each CIF, neighbours are searched with periodic images
 within ``radius`` (``Structure.get_neighbor_list``), each atom keeps its ``max_neighbors``
 nearest ones, and every edge carries a Gaussian expansion of its length (centres 0..radius in
-steps of ``gaussian_step``, width ``gaussian_step``). A graph is a PyG ``Data(x, edge_index,
-edge_attr, y, dist)`` whose edges point from the neighbour to the centre atom (PyG's
+steps of ``gaussian_step``, width ``gaussian_step``). A graph is a PyG ``Data(x, z, edge_index,
+edge_attr, y, dist)`` (``z``: atomic numbers) whose edges point from the neighbour to the centre atom (PyG's
 source -> target), so a convolution updates each atom from its neighbours.
 
 Parsing is the slow part, so it runs in a process pool and is cached (``hgimb/data/cache.py``):
@@ -455,9 +455,9 @@ def load_crystal_dir(directory: Path, *, name: str, id_prop: Optional[Path] = No
     edge_index_split = edge_index_all.split(num_edges, dim=1)
 
     graphs = [
-        _data(x=x, edge_index=ei, edge_attr=ea, y=label, dist=d, num_nodes=n)
-        for x, ei, ea, d, label, n in zip(x_all, edge_index_split, edge_attr_all, dist_split,
-                                          torch.from_numpy(y).split(1), num_atoms)
+        _data(x=x, z=zs, edge_index=ei, edge_attr=ea, y=label, dist=d, num_nodes=n)
+        for x, zs, ei, ea, d, label, n in zip(x_all, z_all.split(num_atoms), edge_index_split, edge_attr_all,
+                                              dist_split, torch.from_numpy(y).split(1), num_atoms)
     ]
     meta = {
         "source": str(directory),

@@ -105,6 +105,23 @@ class FactoredCGConv(CGConv):
         return out + x
 
 
+def add_global_branch(model: nn.Module, global_stats: Optional[tuple], hidden: int) -> None:
+    """The hybrid readout's per-crystal branch on ``model``: ``global_fc`` (None without
+    ``global_stats``) and the training statistics ``global_mean`` / ``global_std`` as buffers."""
+    model.global_fc = None
+    if global_stats is not None:
+        mean, std = global_stats
+        model.register_buffer("global_mean", mean.float())
+        model.register_buffer("global_std", std.float())
+        model.global_fc = nn.Linear(mean.numel(), hidden)
+
+
+def global_branch(model: nn.Module, u: torch.Tensor) -> torch.Tensor:
+    """``softplus(global_fc(u standardised, clipped to +-GLOBAL_CLIP sd))``."""
+    u = ((u - model.global_mean) / model.global_std).clamp(-GLOBAL_CLIP, GLOBAL_CLIP)
+    return F.softplus(model.global_fc(u))
+
+
 class CGCNN(GraphModel):
     """CGCNN with PyG ``CGConv`` (factored): embedding -> n_conv x (CGConv + softplus) -> pool -> FC."""
 
@@ -122,12 +139,7 @@ class CGCNN(GraphModel):
         self.fcs = nn.ModuleList(nn.Linear(fc_hidden, fc_hidden) for _ in range(fc_layers - 1))
         self.dropout = dropout
         self.pool = _pool(pool)
-        self.global_fc = None
-        if fused:  # hybrid readout: per-crystal descriptors (data.u), standardised, one layer
-            mean, std = global_stats
-            self.register_buffer("global_mean", mean.float())
-            self.register_buffer("global_std", std.float())
-            self.global_fc = nn.Linear(mean.numel(), global_hidden)
+        add_global_branch(self, global_stats, global_hidden)
 
     def encode(self, batch) -> torch.Tensor:
         index, num_graphs = _graph_index(batch)
@@ -137,8 +149,7 @@ class CGCNN(GraphModel):
         h = self.pool(x, index, size=num_graphs)
         h = F.softplus(self.conv_to_fc(F.softplus(h)))
         if self.global_fc is not None:
-            u = ((batch.u - self.global_mean) / self.global_std).clamp(-GLOBAL_CLIP, GLOBAL_CLIP)
-            h = torch.cat([h, F.softplus(self.global_fc(u))], dim=1)
+            h = torch.cat([h, global_branch(self, batch.u)], dim=1)
         h = F.dropout(h, p=self.dropout, training=self.training)
         for fc in self.fcs:
             h = F.softplus(fc(h))
