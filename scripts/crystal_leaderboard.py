@@ -5,6 +5,10 @@ BENCHMARKS.md section 2 (between the ``crystal-leaderboard`` markers).
     python scripts/crystal_leaderboard.py --models random-forest,hist-gb   # run only these now
     python scripts/crystal_leaderboard.py --threshold 300     # same grid at Tc > 300 K (own store)
     python scripts/crystal_leaderboard.py --report-only       # table from the store, no runs
+    python scripts/crystal_leaderboard.py --grid configs/bench/crystal-roost.yaml   # another crystal grid
+
+``--grid`` renders another crystal grid's runs as they are (no refit or ensemble rows added) in
+the same columns, into the BENCHMARKS.md section named after the grid file (``crystal-roost``).
 
 Columns (test split, mean ± sample std over seeds): PR-AUC and ROC-AUC of the positive class;
 F1 and recall of the positive class at the decision threshold fitted on validation (every
@@ -54,7 +58,8 @@ def with_refit(configs: list) -> list:
 
 def fit_on(model: str, options) -> str:
     refit = isinstance(options, dict) and options.get("refit")
-    if refit and "+" in model:  # an ensemble: the refit option reaches its tabular member only
+    members = model.split("+")
+    if refit and any(m not in REFIT_MODELS for m in members):  # the refit option reaches tabular members only
         return "GNN train, forest train+val"
     return "train+val (refit)" if refit else "train"
 
@@ -88,15 +93,18 @@ def main() -> int:
     parser.add_argument("--seeds", default=None, help="run only these seeds now (e.g. 0-2)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--grid", default=GRID, help="another crystal grid, rendered as it is (default: the leaderboard)")
     args = parser.parse_args()
 
-    grid = load_grid(ROOT / GRID)
+    leaderboard = Path(args.grid) == Path(GRID)
+    section = SECTION if leaderboard else Path(args.grid).stem
+    grid = load_grid(ROOT / args.grid)
     own_threshold = float(grid.fixed.get("threshold"))
-    out = ROOT / (grid.out or "bench/crystal-leaderboard")
+    out = ROOT / (grid.out or f"bench/{section}")
     if args.threshold is not None and args.threshold != own_threshold:
         grid = grid.merged(Grid(fixed={"threshold": float(args.threshold)}, source="--threshold"))
         out = out.with_name(f"{out.name}-t{args.threshold:g}")
-    configs = with_refit(expand(grid))
+    configs = with_refit(expand(grid)) if leaderboard else expand(grid)
     if not args.report_only:
         todo = configs
         if args.models:
@@ -122,12 +130,13 @@ def main() -> int:
         text += (f"\n\n**Incomplete:** {len(frame)} of the grid's {planned} runs are in the store; the n column "
                  f"gives the seeds behind each mean (rerun the command to add the rest).")
     text += (f"\n\n_magnetic-tc, Tc > {threshold:g} K; measured with `python scripts/crystal_leaderboard.py"
-             f"{'' if threshold == own_threshold else f' --threshold {threshold:g}'}` (grid `{GRID}`), seeds "
+             f"{'' if leaderboard else f' --grid {args.grid}'}"
+             f"{'' if threshold == own_threshold else f' --threshold {threshold:g}'}` (grid `{args.grid}`), seeds "
              f"{sorted(frame['seed'].unique().tolist())}, on {machine()}; mean ± sample std over seeds; "
              f"{len(frame)} runs; one torch thread and one scikit-learn job per run, on cores shared with other "
              f"jobs (seconds overstate an idle machine)._")
     if threshold == own_threshold:
-        replace_section(ROOT / "BENCHMARKS.md", SECTION, text)
+        replace_section(ROOT / "BENCHMARKS.md", section, text)
     print(text)
     return 0
 

@@ -5,8 +5,9 @@ Crystal feature sets (graph tasks) add two kinds of inputs to every graph:
 
 * per-crystal vectors in ``data.u`` (``[1, D]``; several sets are concatenated in the order
   written): what tabular models (``random-forest``, ``hist-gb``, ...) read, and what the
-  ``cgcnn`` readout fuses with its pooled atom embeddings;
-* per-atom vectors appended to ``data.x`` (``chgnet``): what the GNNs' first layer reads.
+  ``cgcnn`` and ``roost`` readouts fuse with their pooled embeddings;
+* per-atom vectors appended to ``data.x`` (``chgnet``): what the GNNs' first layer reads
+  (``roost`` with ``element_features=x``: averaged per element).
 
 Every crystal feature set is computed once per structure and cached by the SHA-256 of the CIF's
 bytes (:mod:`hgimb.features.store`); a structure a featurizer cannot handle is reported by id

@@ -19,6 +19,7 @@ embedding and its fraction ``w_i`` of the atoms; every ordered pair ``(i, j)`` o
   ``m`` on ``h_i`` alone), ``heads`` heads averaged;
 * the trunk and output networks: ReLU residual MLPs (``trunk_hidden``, default 1024 -> 512, then
   ``out_hidden``, default 256, 128, 64); the last linear layer is hgimb's classifier ``head``.
+  ``--dropout`` (default 0: the authors use none) acts on the trunk's output.
 
 The graphs come from the crystal loader (``data.z``, atomic numbers per atom): the elements and
 their fractions are counted per crystal inside ``encode`` (vectorised over the batch), so the
@@ -185,6 +186,8 @@ def composition_graph(z: torch.Tensor, index: torch.Tensor, num_graphs: int):
 
 
 class Roost(GraphModel):
+    """Roost: element embedding -> message layers -> weighted attention pooling -> residual MLPs."""
+
     def __init__(self, element_dim: int, num_classes: int, hidden: int = 64, layers: int = 3, heads: int = 3,
                  gate_hidden: Sequence[int] = (256,), msg_hidden: Sequence[int] = (256,),
                  trunk_hidden: Sequence[int] = (1024, 512), out_hidden: Sequence[int] = (256, 128, 64),
