@@ -12,8 +12,8 @@ Graphs follow CGCNN: pymatgen parses each CIF, neighbours are searched with peri
 within ``radius`` (``Structure.get_neighbor_list``), each atom keeps its ``max_neighbors``
 nearest ones, and every edge carries a Gaussian expansion of its length (centres 0..radius in
 steps of ``gaussian_step``, width ``gaussian_step``). A graph is a PyG ``Data(x, z, edge_index,
-edge_attr, y, dist)`` (``z``: atomic numbers) whose edges point from the neighbour to the centre atom (PyG's
-source -> target), so a convolution updates each atom from its neighbours.
+edge_attr, y, dist)`` (``z``: atomic numbers) whose edges point from the neighbour to the centre
+atom (PyG's source -> target), so a convolution updates each atom from its neighbours.
 
 Parsing is the slow part, so it runs in a process pool and is cached (``hgimb/data/cache.py``):
 one cache entry per (dataset directory, radius, max_neighbors) maps the SHA-256 of each CIF's
