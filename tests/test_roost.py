@@ -113,6 +113,19 @@ def test_config_mapping_and_refusals(sample_task):
         _model(sample_task)(batch)
 
 
+def test_elements_without_an_embedding_are_refused_by_structure(sample_task):
+    from hgimb.data.task import Task
+
+    graphs = [g.clone() for g in sample_task.graphs]
+    graphs[4].z = graphs[4].z.clone()
+    graphs[4].z[1] = 110
+    odd = Task(name="odd", kind="graph", graphs=graphs, y=sample_task.y, class_names=sample_task.class_names,
+               item_ids=sample_task.item_ids)
+    with pytest.raises(HgimbError, match=rf"\[110\] in 1 structure\(s\) of 'odd' \(first: {sample_task.item_ids[4]}\)"):
+        build_model("roost", odd, ModelConfig())
+    build_model("roost", odd, ModelConfig(options={"element_features": "x"}))  # the graph's own inputs
+
+
 def test_needs_atomic_numbers(sample_task):
     from hgimb.data.task import Task
 

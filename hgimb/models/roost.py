@@ -27,7 +27,7 @@ CIF's structure beyond its composition is not used unless ``element_features=x``
 
 ``element_features``: ``matscholar`` (default, the paper's choice) reads matminer's 200-d
 Matscholar word embeddings (``MatscholarElementData``, Tshitoyan et al. 2019; elements 1-103,
-others are refused, the atomic numbers named); ``x`` uses the graph's own per-atom features
+others are refused, naming the structures); ``x`` uses the graph's own per-atom features
 (``atom_init.json`` vectors, plus CHGNet's per-atom embeddings with ``--features chgnet``)
 averaged over the atoms of each element, which makes the model see each element's sites.
 
@@ -241,6 +241,21 @@ class Roost(GraphModel):
         return self.output(out)
 
 
+def _check_elements(task) -> None:
+    """Refuse a dataset with elements Matscholar has no embedding for, naming the structures."""
+    z = torch.cat([g.z for g in task.graphs])
+    known = matscholar_table()[1]
+    missing = ~known[z.clamp(max=MAX_Z - 1)] | (z >= MAX_Z)
+    if not bool(missing.any()):
+        return
+    graph = torch.repeat_interleave(torch.arange(len(task.graphs)), torch.tensor([g.z.numel() for g in task.graphs]))
+    bad = sorted(set(graph[missing].tolist()))
+    ids = [str(task.item_ids[i]) if task.item_ids is not None else str(i) for i in bad[:3]]
+    raise HgimbError(f"roost: no Matscholar embedding for atomic number(s) {sorted(set(z[missing].tolist()))} "
+                     f"in {len(bad)} structure(s) of '{task.name}' (first: {', '.join(ids)}); "
+                     f"use --model-option element_features=x")
+
+
 ROOST_PARAMS = (
     Param("element_features", str, "matscholar", "element inputs: Matscholar embeddings, or the graph's "
           "per-atom features averaged per element", choices=ELEMENT_FEATURES),
@@ -264,6 +279,8 @@ def build_roost(task, cfg) -> Roost:
         raise HgimbError(f"dataset '{task.name}': roost needs crystal graphs with atomic numbers (data.z)")
     opts = dict(cfg.options)
     element_features = opts.pop("element_features")
+    if element_features == "matscholar":
+        _check_elements(task)
     element_dim = int(task.graphs[0].x.size(-1)) if element_features == "x" else matscholar_table()[0].size(1)
     stats = global_feature_stats(task) if opts.pop("globals") == "concat" else None
     return Roost(element_dim, task.num_classes, hidden=cfg.hidden, layers=cfg.layers, heads=cfg.heads,
