@@ -144,3 +144,19 @@ def test_trains_through_the_engine_and_is_deterministic(sample_task):
     first, again = train_task(task, cfg), train_task(task, cfg)
     assert torch.equal(first.outcome.logits, again.outcome.logits)
     assert torch.isfinite(first.outcome.logits).all() and "threshold" in first.metrics["posthoc"]
+
+
+def test_batches_collate_only_what_roost_reads(sample_task):
+    from types import SimpleNamespace
+
+    from hgimb.engine.batching import GraphBatches
+
+    model = _model(sample_task).eval()
+    batches = GraphBatches(sample_task, SimpleNamespace(batch_size=4), torch.device("cpu"))
+    chunk = torch.arange(6)
+    batch = batches._batch(chunk, model)
+    assert "edge_attr" not in batch and "edge_index" not in batch and torch.equal(batch.z, _batch(sample_task.graphs[:6]).z)
+    with torch.no_grad():
+        assert torch.equal(batches.logits(model, chunk), model(_batch(sample_task.graphs[:6])))
+    cgcnn = build_model("cgcnn", sample_task, ModelConfig(hidden=8, layers=1))  # declares nothing: whole graphs
+    assert "edge_attr" in batches._batch(chunk, cgcnn)

@@ -5,7 +5,8 @@ embeddings of a chunk's items in order (``encode``), and computes logits for any
 eval mode (``logits``). The trainer is the same for every strategy; mini-batch neighbour
 sampling (``--batch-size`` on node tasks) is the ``neighbor-sampling`` strategy. A strategy
 knows models only through the model contract (:mod:`hgimb.models.base`): ``encode``, ``forward``
-and, for neighbour sampling, ``supports_neighbor_sampling`` / ``num_hops``.
+and, for neighbour sampling, ``supports_neighbor_sampling`` / ``num_hops`` (for graph batches,
+``graph_attributes``: the attributes a batch is collated from).
 """
 from __future__ import annotations
 
@@ -69,23 +70,44 @@ class GraphBatches:
         self.graphs = task.graphs
         self.batch_size = cfg.batch_size or 64
         self.device = device
+        self._views = {}  # declared attribute tuple -> the graphs restricted to those attributes
 
     def chunks(self, idx: torch.Tensor) -> List[torch.Tensor]:
         return list(torch.split(idx, self.batch_size))
 
-    def _batch(self, chunk: torch.Tensor):
+    def _graphs_for(self, model) -> list:
+        """The graphs as ``model`` reads them: restricted to its declared ``graph_attributes``
+        (the model contract) so collation skips what it never reads, else whole."""
+        keys = getattr(model, "graph_attributes", None)
+        if keys is None:
+            return self.graphs
+        keys = tuple(keys)
+        if keys not in self._views:
+            from torch_geometric.data import Data
+
+            def view(graph):
+                data = Data()
+                data._store._mapping.update({k: graph[k] for k in keys if k in graph})
+                data.num_nodes = graph.num_nodes
+                return data
+
+            self._views[keys] = [view(g) for g in self.graphs]
+        return self._views[keys]
+
+    def _batch(self, chunk: torch.Tensor, model):
         from torch_geometric.data import Batch
 
-        return Batch.from_data_list([self.graphs[i] for i in chunk.tolist()]).to(self.device)
+        graphs = self._graphs_for(model)
+        return Batch.from_data_list([graphs[i] for i in chunk.tolist()]).to(self.device)
 
     def encode(self, model, chunk: torch.Tensor) -> torch.Tensor:
-        return model.encode(self._batch(chunk))
+        return model.encode(self._batch(chunk, model))
 
     @torch.no_grad()
     def logits(self, model, items: torch.Tensor) -> torch.Tensor:
         # Eval batches are fixed-size and in index order; models use running statistics in
         # eval mode, so outputs do not depend on which graphs share a batch.
-        parts = [model(self._batch(chunk)) for chunk in torch.split(items, max(self.batch_size, 256))]
+        parts = [model(self._batch(chunk, model)) for chunk in torch.split(items, max(self.batch_size, 256))]
         if not parts:
             return torch.empty(0, 0, device=self.device)
         return torch.cat(parts)

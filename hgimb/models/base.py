@@ -20,6 +20,8 @@ and, declared where they apply (read through the functions below, with the defau
 * ``classifier_head() -> nn.Linear | None``: the linear layer whose bias holds the per-class
   offsets (``prior-bias`` sets it); default: ``head`` when it is an ``nn.Linear``, else None;
 * ``no_weight_decay() -> list of parameters`` (optional): parameters exempt from weight decay.
+* ``graph_attributes`` (tuple of str; default None = all): graph tasks, the ``Data`` attributes
+  ``encode`` reads; mini-batches are collated from those only (``roost`` reads no edges).
 * ``encode_rows(data, rows) -> Tensor [len(rows), d]`` (optional; default ``encode(data)[rows]``):
   node tasks on the full graph, the embeddings of the target rows ``rows`` in order; a model
   may compute only what those rows read, with the same values (the full-batch trainer calls it

@@ -188,6 +188,8 @@ def composition_graph(z: torch.Tensor, index: torch.Tensor, num_graphs: int):
 class Roost(GraphModel):
     """Roost: element embedding -> message layers -> weighted attention pooling -> residual MLPs."""
 
+    graph_attributes = ("x", "z", "u")  # the model contract: what encode reads (no edges)
+
     def __init__(self, element_dim: int, num_classes: int, hidden: int = 64, layers: int = 3, heads: int = 3,
                  gate_hidden: Sequence[int] = (256,), msg_hidden: Sequence[int] = (256,),
                  trunk_hidden: Sequence[int] = (1024, 512), out_hidden: Sequence[int] = (256, 128, 64),
