@@ -82,16 +82,11 @@ class GraphBatches:
         if keys is None:
             return self.graphs
         keys = tuple(keys)
-        if keys not in self._views:
+        if keys not in self._views:  # built once per run: the tensors are shared, not copied
             from torch_geometric.data import Data
 
-            def view(graph):
-                data = Data()
-                data._store._mapping.update({k: graph[k] for k in keys if k in graph})
-                data.num_nodes = graph.num_nodes
-                return data
-
-            self._views[keys] = [view(g) for g in self.graphs]
+            self._views[keys] = [Data(**{k: g[k] for k in keys if k in g}, num_nodes=g.num_nodes)
+                                 for g in self.graphs]
         return self._views[keys]
 
     def _batch(self, chunk: torch.Tensor, model):
