@@ -202,6 +202,32 @@ def test_real_magpie_and_chgnet_features_on_cgcnn_sample(tmp_path):
     assert result.task.meta["global_features"][0].startswith("magpie:")
 
 
+def test_element_fractions_on_cgcnn_sample(tmp_path):
+    """``fractions``: each crystal's atomic fractions of the 118 elements, in element order, equal to
+    the composition pymatgen reads from the CIF; concatenated after magpie in ``u``."""
+    pytest.importorskip("matminer")
+    from pymatgen.core import Element, Structure
+
+    root = real_path("crystals", "cgcnn-sample").parents[1]
+    cfg = RunConfig(dataset="cgcnn-sample", model="random-forest", features="magpie+fractions", data_root=str(root),
+                    split="stratified", train_fraction=0.6, test_fraction=0.2, model_options={"n_estimators": 10},
+                    quiet=True, plots=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        task = run_experiment(cfg, write=False).task
+    names = task.meta["global_features"]
+    assert len(names) == 149 + 118 and names[149] == "fractions:H" and names[-1] == "fractions:Og"
+    for k in (0, len(task.graphs) // 2, len(task.graphs) - 1):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            composition = Structure.from_file(task.meta["cif_paths"][k]).composition.fractional_composition
+        expected = np.zeros(118)
+        for element, amount in composition.get_el_amt_dict().items():
+            expected[Element(element).Z - 1] = amount
+        got = task.graphs[k].u[0, 149:].double().numpy()
+        assert np.allclose(got, expected, atol=1e-6) and abs(got.sum() - 1) < 1e-5
+
+
 def test_diagnose_thresholds_table(tmp_path, capsys):
     from hgimb.diagnose import main, parse_thresholds, threshold_table
 

@@ -1,4 +1,4 @@
-"""Composition and structure descriptors from matminer: ``--features magpie``.
+"""Composition and structure descriptors from matminer: ``--features magpie``, ``fractions``.
 
 ``magpie`` is the descriptor set of the Magpie / matminer tradition that a materials scientist
 reaches for first (Ward et al., npj Comput. Mater. 2016; matminer, Ward et al. 2018):
@@ -9,6 +9,11 @@ reaches for first (Ward et al., npj Comput. Mater. 2016; matminer, Ward et al. 2
 * ``ValenceOrbital``: mean s/p/d/f valence electrons and their fractions (8);
 * ``DensityFeatures``: density, volume per atom, packing fraction (3; needs the structure).
 
+``fractions`` is matminer's ``ElementFraction``: the atomic fraction of each of the 118 elements
+(the input of ElemNet, Jha et al., Sci. Rep. 2018). Magpie's statistics summarise *which kind* of
+elements a crystal holds; the fractions say *which* elements, in what proportion (a property set
+by a few elements, such as a high Curie temperature by Fe / Co content, is read off directly).
+
 matminer computes everything (no element tables are re-derived here). Values matminer leaves
 undefined (NaN, e.g. a property unknown for an element) are imputed with the column median
 over the dataset (label-free), and so are the values of a featurizer that raises on a
@@ -18,6 +23,7 @@ warning naming the structures. Each structure's vector is cached by its CIF's co
 from __future__ import annotations
 
 import warnings
+from functools import partial
 from typing import List
 
 import numpy as np
@@ -29,7 +35,7 @@ from .store import attach_global, default_workers, drop_failed, impute_columns, 
 VERSION = 1
 
 
-def _featurizers():
+def _magpie():
     from matminer.featurizers.composition import ElementProperty, Stoichiometry, ValenceOrbital
     from matminer.featurizers.structure import DensityFeatures
 
@@ -38,20 +44,29 @@ def _featurizers():
     return composition, structure
 
 
-def magpie_names() -> List[str]:
+def _fractions():
+    from matminer.featurizers.composition import ElementFraction
+
+    return [ElementFraction()], []
+
+
+DESCRIPTOR_SETS = {"magpie": _magpie, "fractions": _fractions}  # name -> (composition, structure) featurizers
+
+
+def descriptor_names(name: str) -> List[str]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        composition, structure = _featurizers()
+        composition, structure = DESCRIPTOR_SETS[name]()
     return [n for f in composition + structure for n in f.feature_labels()]
 
 
-def _compute(pairs) -> List[dict]:
+def _compute(name: str, pairs) -> List[dict]:
     """Worker: ``(id, cif_text)`` -> ``{"crystal": float64 [D]}`` or ``{"error": reason}``."""
     from pymatgen.core import Structure
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pymatgen's rounding notes, matminer's citation hints
-        composition, structure = _featurizers()
+        composition, structure = DESCRIPTOR_SETS[name]()
         out = []
         for item_id, text in pairs:
             try:
@@ -79,19 +94,30 @@ def _first_line(exc: Exception) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def _descriptor_features(task, cfg, name: str):
+    import matminer
+
+    results = per_structure(task, name, VERSION, {"matminer": matminer.__version__}, partial(_compute, name),
+                            workers=default_workers(), quiet=cfg.quiet, retry_errors=True)
+    task, results = drop_failed(task, results, name, cfg.skip_bad)
+    partial_rows = [k for k, r in enumerate(results) if "partial" in r]
+    if partial_rows:  # a featurizer failed on part of the descriptors: those values are imputed
+        ids = task.ids()
+        warn_data(f"--features {name}: {len(partial_rows)} structure(s) with descriptors matminer could not "
+                  f"compute, imputed with column medians; first: id {ids[partial_rows[0]]}: "
+                  f"{results[partial_rows[0]]['partial']}")
+    matrix = impute_columns(np.stack([r["crystal"] for r in results]))
+    return attach_global(task, matrix, descriptor_names(name), name)
+
+
 @register_features("magpie", kinds=("graph",),
                    help="matminer Magpie ElementProperty + Stoichiometry + ValenceOrbital + DensityFeatures "
                         "(149 per-crystal descriptors)")
 def magpie_features(task, cfg):
-    import matminer
+    return _descriptor_features(task, cfg, "magpie")
 
-    results = per_structure(task, "magpie", VERSION, {"matminer": matminer.__version__}, _compute,
-                            workers=default_workers(), quiet=cfg.quiet, retry_errors=True)
-    task, results = drop_failed(task, results, "magpie", cfg.skip_bad)
-    partial = [k for k, r in enumerate(results) if "partial" in r]
-    if partial:  # a featurizer failed on part of the descriptors: those values are imputed
-        ids = task.ids()
-        warn_data(f"--features magpie: {len(partial)} structure(s) with descriptors matminer could not compute, "
-                  f"imputed with column medians; first: id {ids[partial[0]]}: {results[partial[0]]['partial']}")
-    matrix = impute_columns(np.stack([r["crystal"] for r in results]))
-    return attach_global(task, matrix, magpie_names(), "magpie")
+
+@register_features("fractions", kinds=("graph",),
+                   help="matminer ElementFraction: the atomic fraction of each element (118 per-crystal values)")
+def fraction_features(task, cfg):
+    return _descriptor_features(task, cfg, "fractions")
