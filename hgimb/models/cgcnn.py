@@ -32,24 +32,16 @@ from torch_geometric.nn import CGConv
 from ..errors import HgimbError
 from .base import GraphModel, ModelConfig
 from ..params import Param, Range
+from .crystal_common import add_global_branch, global_branch, global_feature_stats, graph_index
 from .registry import register_model
 
 _POOLS = ("mean", "add", "max")
-GLOBAL_CLIP = 10.0  # standardised descriptors are clipped to +-10 sd: heavy tails must not dominate
 
 
 def _pool(name: str):
     from torch_geometric.nn import global_add_pool, global_max_pool, global_mean_pool
 
     return {"mean": global_mean_pool, "add": global_add_pool, "max": global_max_pool}[name]
-
-
-def _graph_index(batch) -> tuple[torch.Tensor, int]:
-    """(graph index per node, number of graphs) for a Batch or a single Data."""
-    index = getattr(batch, "batch", None)
-    if index is None:
-        return torch.zeros(batch.num_nodes, dtype=torch.long, device=batch.x.device), 1
-    return index, int(batch.num_graphs)
 
 
 def _input_dims(task) -> tuple[int, int]:
@@ -105,23 +97,6 @@ class FactoredCGConv(CGConv):
         return out + x
 
 
-def add_global_branch(model: nn.Module, global_stats: Optional[tuple], hidden: int) -> None:
-    """The hybrid readout's per-crystal branch on ``model``: ``global_fc`` (None without
-    ``global_stats``) and the training statistics ``global_mean`` / ``global_std`` as buffers."""
-    model.global_fc = None
-    if global_stats is not None:
-        mean, std = global_stats
-        model.register_buffer("global_mean", mean.float())
-        model.register_buffer("global_std", std.float())
-        model.global_fc = nn.Linear(mean.numel(), hidden)
-
-
-def global_branch(model: nn.Module, u: torch.Tensor) -> torch.Tensor:
-    """``softplus(global_fc(u standardised, clipped to +-GLOBAL_CLIP sd))``."""
-    u = ((u - model.global_mean) / model.global_std).clamp(-GLOBAL_CLIP, GLOBAL_CLIP)
-    return F.softplus(model.global_fc(u))
-
-
 class CGCNN(GraphModel):
     """CGCNN with PyG ``CGConv`` (factored): embedding -> n_conv x (CGConv + softplus) -> pool -> FC."""
 
@@ -142,7 +117,7 @@ class CGCNN(GraphModel):
         add_global_branch(self, global_stats, global_hidden)
 
     def encode(self, batch) -> torch.Tensor:
-        index, num_graphs = _graph_index(batch)
+        index, num_graphs = graph_index(batch)
         x = self.embedding(batch.x)
         for conv in self.convs:
             x = F.softplus(conv(x, batch.edge_index, batch.edge_attr))
@@ -176,7 +151,7 @@ class CrystalGAT(GraphModel):
         self.pool = _pool(pool)
 
     def encode(self, batch) -> torch.Tensor:
-        index, num_graphs = _graph_index(batch)
+        index, num_graphs = graph_index(batch)
         x = F.elu(self.embedding(batch.x))
         for conv in self.convs:
             x = x + F.elu(conv(x, batch.edge_index, batch.edge_attr))
@@ -196,19 +171,6 @@ def build_cgcnn(task, cfg: ModelConfig) -> CGCNN:
     stats = global_feature_stats(task) if opts.pop("globals") == "concat" else None
     return CGCNN(node_dim, edge_dim, task.num_classes, atom_fea_len=cfg.hidden, n_conv=cfg.layers,
                  dropout=cfg.dropout, global_stats=stats, **opts)
-
-
-def global_feature_stats(task) -> Optional[tuple]:
-    """(mean, std) of the per-crystal features ``data.u`` over the *training* graphs (all graphs
-    before a split), or None when the graphs carry none. Label-free, fixed at build time, so a
-    graph's standardised input never depends on its batch."""
-    if not task.graphs or getattr(task.graphs[0], "u", None) is None:
-        return None
-    train = task.split.get("train") if task.split else None
-    rows = train.tolist() if train is not None and train.numel() else range(len(task.graphs))
-    u = torch.cat([task.graphs[i].u for i in rows], dim=0).double()
-    std = u.std(0, unbiased=False)
-    return u.mean(0), torch.where(std > 1e-8, std, torch.ones_like(std))
 
 
 @register_model("gat", kinds=("graph",), help="GAT (PyG GATConv with edge features)",

@@ -55,7 +55,7 @@ from torch_geometric.utils import scatter
 from ..errors import HgimbError
 from ..params import Param, Range
 from .base import GraphModel
-from .cgcnn import _graph_index, add_global_branch, global_branch, global_feature_stats
+from .crystal_common import add_global_branch, global_branch, global_feature_stats, graph_index
 from .registry import register_model
 
 MAX_Z = 128  # key stride per crystal when counting elements: larger than any atomic number
@@ -228,7 +228,7 @@ class Roost(GraphModel):
         return self.element_table.index_select(0, z)
 
     def encode(self, batch) -> torch.Tensor:
-        index, num_graphs = _graph_index(batch)
+        index, num_graphs = graph_index(batch)
         element_of_atom, z, crystal, fraction, self_idx, nbr_idx = composition_graph(batch.z, index, num_graphs)
         h = self.embedding(self._element_inputs(batch, element_of_atom, z, z.numel()))
         h = torch.cat([h, fraction], dim=1)
