@@ -59,8 +59,9 @@ def build_parser() -> ArgumentParser:
                               description="Run every combination of the axes as an ordinary training run.",
                               epilog="Any train flag (--epochs, --lr, --dataset-option k=v, ...) is a fixed "
                                      "value for every run; flags win over the grid file, its dataset_overrides "
-                                     "included.\n\n" + _listing())
-    run.add_argument("--grid", help="grid YAML (configs/bench/*.yaml): lists per axis, fixed keys, dataset_overrides")
+                                     "and model_overrides included.\n\n" + _listing())
+    run.add_argument("--grid", help="grid YAML (configs/bench/*.yaml): lists per axis, fixed keys, dataset_overrides, "
+                                          "model_overrides")
     for name, flags in AXIS_FLAGS.items():
         run.add_argument(*flags, dest=f"axis_{name}", action="append", metavar="LIST", default=None,
                          help=AXIS_HELP[name])

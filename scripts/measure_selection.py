@@ -55,7 +55,8 @@ SETTING = {"freebase": "Freebase, RGCN, ρ = 10", "acm": "ACM, RGCN, ρ = 20", "
 
 def dataset_configs(grid: Grid, dataset: str, seeds):
     one = Grid(axes={**grid.axes, "dataset": [dataset], "seed": list(seeds)}, fixed=grid.fixed,
-               dataset_overrides={dataset: grid.dataset_overrides.get(dataset, {})}, out=grid.out, source=grid.source)
+               dataset_overrides={dataset: grid.dataset_overrides.get(dataset, {})}, out=grid.out, source=grid.source,
+               model_overrides=grid.model_overrides)
     return expand(one)
 
 

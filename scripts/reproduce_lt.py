@@ -140,7 +140,8 @@ def protocol_grid(protocol: str, models, remedies, seeds, datasets, patience: Op
 
         declared = {k for r in remedies for part in build_remedy(r).parts for k in part.params}
         fixed["remedy_params"] = {k: v for k, v in fixed.get("remedy_params", {}).items() if k in declared}
-    return Grid(axes, fixed, dict(grid.dataset_overrides), grid.out, source=f"{grid.source} [{protocol}]")
+    return Grid(axes, fixed, dict(grid.dataset_overrides), grid.out, source=f"{grid.source} [{protocol}]",
+                model_overrides=dict(grid.model_overrides))
 
 
 def configs_of(grid: Grid):

@@ -10,6 +10,7 @@ import pytest
 from scipy import stats
 
 from hgimb.bench import main
+from hgimb.config import RunConfig
 from hgimb.benchkit import expand, grid_from_mapping, leaderboard, load_results, markdown_table, run_id, write_report
 from hgimb.benchkit import runner, worker
 from hgimb.benchkit.store import _sigint_held, read_rows
@@ -234,6 +235,42 @@ def test_grid_file(tmp_path, capsys):
     grid.write_text("datasets: [synthetic]\nepoch: 3\n")
     assert main(["run", "--grid", str(grid), "--dry-run"]) == 2
     assert "unknown grid key 'epoch'" in capsys.readouterr().err
+
+
+def test_model_overrides(tmp_path, capsys):
+    """Per-model fixed keys: they beat the file's fixed keys and dataset overrides, lose to the
+    command line and to axes; dict keys merge; an ensemble spec is its own entry."""
+    from hgimb.benchkit import load_grid
+
+    grid = tmp_path / "g.yaml"
+    grid.write_text("datasets: [synthetic, cora]\nmodels: [mlp, gcn, mlp+gcn]\nremedies: [none, focal]\nseeds: 0\n"
+                    "epochs: 3\nlr: 0.01\nhidden: [16, 32]\nmodel_options: {}\nremedy_params: {gamma: 1}\n"
+                    "dataset_overrides:\n  cora: {lr: 0.02}\n"
+                    "model_overrides:\n  gcn: {lr: 0.005, epochs: 4, hidden: 99, remedy_params: {gamma: 3}}\n"
+                    "  mlp+gcn: {dropout: 0.1}\n")
+    configs = expand(load_grid(grid))
+    assert len(configs) == 2 * 3 * 2 * 2
+    by = {(c.dataset, c.model, c.remedy, c.hidden): c for c in configs}
+    assert {c.lr for c in configs if c.model == "gcn"} == {0.005}  # beats the file and cora's override
+    assert {c.epochs for c in configs if c.model == "gcn"} == {4}
+    assert {c.hidden for c in configs if c.model == "gcn"} == {16, 32}  # an axis beats the override
+    assert by[("cora", "mlp", "none", 16)].lr == 0.02 and by[("synthetic", "mlp", "none", 16)].lr == 0.01
+    assert by[("synthetic", "gcn", "focal", 16)].remedy_params == {"gamma": 3.0}
+    assert by[("synthetic", "mlp", "focal", 16)].remedy_params == {"gamma": 1.0}
+    assert {c.dropout for c in configs if c.model == "mlp+gcn"} == {0.1}
+    assert {c.dropout for c in configs if c.model == "mlp"} == {RunConfig().dropout}
+    # the command line wins over a model override
+    merged = load_grid(grid).merged(grid_from_mapping({"lr": 0.1, "models": "gcn"}, "cli"))
+    assert {(c.lr, c.epochs) for c in expand(merged)} == {(0.1, 4)}
+    # an override of a model the file does not list, a list value, an axis key: refused, one line
+    for text, message in (("models: [mlp]\nmodel_overrides:\n  gat: {lr: 0.1}\n", "names 'gat', which is not among"),
+                          ("models: [mlp]\nmodel_overrides:\n  mlp: {lr: [0.1, 0.2]}\n", "sets one value"),
+                          ("models: [mlp]\nmodel_overrides:\n  mlp: {seeds: 3}\n", "not a key a model override can set"),
+                          ("models: [mlp]\nmodel_overrides:\n  mlp: {remedy_params: {gama: 2}}\n", "declared by none")):
+        grid.write_text("datasets: [synthetic]\nremedies: [focal]\n" + text)
+        assert main(["run", "--grid", str(grid), "--dry-run"]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
 
 
 def test_run_ids_survive_config_fields_added_later(tmp_path):

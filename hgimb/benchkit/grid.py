@@ -15,9 +15,16 @@ Grid YAML (``configs/bench/*.yaml``)::
     dataset_overrides:                 # per dataset: fixed keys and/or axes
       acm: {lr: 0.005}
       magnetic-tc: {models: [cgcnn], threshold: 600}
+    model_overrides:                   # per model, as the models axis spells it: fixed keys
+      gat: {lr: 0.005, heads: 8}
+      roost+random-forest: {epochs: 100, model_options: {element_features: x}}
 
-Precedence (later wins): RunConfig defaults < the file's fixed keys < the file's
-``dataset_overrides[dataset]`` < command-line flags (fixed values and axes) < a run's axis values.
+Precedence (later wins): RunConfig defaults < the model's registry defaults (for keys nothing
+below sets) < the file's fixed keys < the file's ``dataset_overrides[dataset]`` < its
+``model_overrides[model]`` < command-line flags (fixed values and axes) < a run's axis values.
+Dict-valued keys (``model_options``, ``dataset_options``, ``remedy_params``) merge key by key.
+A model override lets one grid hold models that train with different settings (a GNN at its
+authors' learning rate next to another at its own) without an axis that would cross them.
 """
 from __future__ import annotations
 
@@ -45,7 +52,7 @@ AXIS_ALIASES = {"dataset": "dataset", "datasets": "dataset", "model": "model", "
 # RunConfig fields that change how a run is presented, not what it computes: not part of its id.
 PRESENTATION = ("out", "quiet", "plots", "num_workers")
 DICT_FIELDS = ("dataset_options", "model_options", "remedy_params")
-GRID_KEYS = ("out", "dataset_overrides")
+GRID_KEYS = ("out", "dataset_overrides", "model_overrides")
 
 
 @dataclass
@@ -55,6 +62,7 @@ class Grid:
     dataset_overrides: Dict[str, Dict[str, Any]] = field(default_factory=dict)
     out: Optional[str] = None
     source: str = "grid"
+    model_overrides: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # model spec -> fixed keys
 
     def merged(self, other: "Grid") -> "Grid":
         """``other`` (the command line) on top of this grid (a file): what ``other`` sets wins
@@ -63,17 +71,26 @@ class Grid:
         overridden = set(other.fixed) | set(other.axes)
         overrides = {}
         for name, values in self.dataset_overrides.items():
-            kept = {k: v for k, v in values.items()
-                    if k not in overridden or (k in DICT_FIELDS and isinstance(v, dict))}
-            for key in DICT_FIELDS:  # dict fields merge: the command line's entries win
-                if key in kept and key in other.fixed:
-                    kept[key] = {**kept[key], **other.fixed[key]}
-            overrides[name] = kept
+            overrides[name] = _without(values, overridden, other.fixed)
         for name, values in other.dataset_overrides.items():
             overrides[name] = _merge(overrides.get(name, {}), values)
+        models = {name: _without(values, overridden, other.fixed) for name, values in self.model_overrides.items()}
+        for name, values in other.model_overrides.items():
+            models[name] = _merge(models.get(name, {}), values)
         axes = {k: v for k, v in self.axes.items() if k not in other.fixed}
         return Grid({**axes, **other.axes}, fixed, overrides, other.out or self.out,
-                    source=f"{self.source} + {other.source}")
+                    source=f"{self.source} + {other.source}", model_overrides=models)
+
+
+def _without(values: Dict[str, Any], overridden: set, top: Dict[str, Any]) -> Dict[str, Any]:
+    """An override's keys less those the command line sets (``overridden``); dict-valued keys
+    stay and take the command line's entries (``top``) on top of their own."""
+    kept = {k: v for k, v in values.items()
+            if k not in overridden or (k in DICT_FIELDS and isinstance(v, dict))}
+    for key in DICT_FIELDS:
+        if key in kept and key in top:
+            kept[key] = {**kept[key], **top[key]}
+    return kept
 
 
 def _merge(base: Dict[str, Any], top: Dict[str, Any]) -> Dict[str, Any]:
@@ -176,6 +193,8 @@ def grid_from_mapping(values: Dict[str, Any], source: str) -> Grid:
             grid.out = str(value)
         elif key == "dataset_overrides":
             grid.dataset_overrides = _overrides(value, source)
+        elif key == "model_overrides":
+            grid.model_overrides = _model_overrides(value, source)
         elif key in AXIS_ALIASES:
             grid.axes[AXIS_ALIASES[key]] = parse_axis(AXIS_ALIASES[key], value, f"{source}: {key}")
         elif key in valid:
@@ -189,7 +208,23 @@ def grid_from_mapping(values: Dict[str, Any], source: str) -> Grid:
             raise HgimbError(f"{source}: unknown grid key '{key}'; valid keys: axes "
                              f"{', '.join(sorted(set(AXIS_ALIASES)))}, {', '.join(GRID_KEYS)}, "
                              f"or any RunConfig key ({', '.join(sorted(valid - set(AXIS_ALIASES)))})")
+    _check_model_overrides(grid)
     return grid
+
+
+def _check_model_overrides(grid: Grid) -> None:
+    """A file's model override must name one of the file's models, spelt as its models axis
+    spells it (an ensemble ``a+b`` is its own entry). A file that lists no models (they come
+    from the command line) is not checked; there an override of a model not run is unused."""
+    models = set(grid.axes.get("model", []))
+    if "model" in grid.fixed:
+        models.add(grid.fixed["model"])
+    for override in grid.dataset_overrides.values():
+        models |= set(override.get("model", []))
+    stray = sorted(set(grid.model_overrides) - models) if models else []
+    if stray:
+        raise HgimbError(f"{grid.source}: model_overrides names '{stray[0]}', which is not among the grid's models "
+                         f"{sorted(models)} (name a model as the models axis spells it)")
 
 
 def _overrides(value: Any, source: str) -> Dict[str, Dict[str, Any]]:
@@ -214,6 +249,30 @@ def _overrides(value: Any, source: str) -> Dict[str, Dict[str, Any]]:
                 raise HgimbError(f"{where}: unknown key; valid: RunConfig keys or the axes "
                                  f"{', '.join(sorted(set(AXIS_ALIASES)))}")
         out[str(dataset)] = entry
+    return out
+
+
+def _model_overrides(value: Any, source: str) -> Dict[str, Dict[str, Any]]:
+    if not isinstance(value, dict):
+        raise HgimbError(f"{source}: 'model_overrides' must map model names to mappings of keys")
+    out: Dict[str, Dict[str, Any]] = {}
+    valid = set(RunConfig.field_names()) - set(AXIS_ALIASES) - {"dataset"}
+    for model, keys in value.items():
+        if not isinstance(keys, dict):
+            raise HgimbError(f"{source}: model_overrides.{model} must be a mapping of RunConfig keys")
+        entry: Dict[str, Any] = {}
+        for key, item in keys.items():
+            key = str(key).replace("-", "_")
+            where = f"{source}: model_overrides.{model}.{key}"
+            if key not in valid:
+                raise HgimbError(f"{where}: not a key a model override can set; valid: RunConfig keys "
+                                 f"other than the axes {', '.join(sorted(set(AXIS_NAMES.values())))}")
+            if isinstance(item, list):
+                raise HgimbError(f"{where}: a model override sets one value (axes go at the top level)")
+            if key in DICT_FIELDS and not isinstance(item, dict):
+                raise HgimbError(f"{where}: must be a mapping of name: value")
+            entry[key] = _coerce(key, item, where)
+        out[str(model)] = entry
     return out
 
 
@@ -337,14 +396,20 @@ def expand(grid: Grid) -> List[RunConfig]:
         where = f"{grid.source} (dataset {dataset})"
         params = dict(fixed.get("remedy_params", {}))
         _check_names([dataset], dataset_axes["model"], dataset_axes["remedy"], params, where)
+        for name, own in grid.model_overrides.items():
+            if own.get("remedy_params") and name in dataset_axes["model"]:
+                _check_names([], [], dataset_axes["remedy"], own["remedy_params"], f"{where}, model_overrides.{name}")
         order = ["imbalance_ratio", "model", "remedy"] + sorted(
             k for k in dataset_axes if k not in ("imbalance_ratio", "model", "remedy", "seed")) + ["seed"]
         for combo in itertools.product(*(dataset_axes[k] for k in order)):
             values = dict(fixed)
             values.update(zip(order, combo))
+            own = grid.model_overrides.get(values["model"], {})
+            values = _merge(values, {k: v for k, v in own.items() if k not in dataset_axes})
             values["dataset"] = dataset
             declared = remedy_params(values["remedy"])
-            values["remedy_params"] = {k: v for k, v in params.items() if k in declared}
+            given = {**params, **own.get("remedy_params", {})}
+            values["remedy_params"] = {k: v for k, v in given.items() if k in declared}
             values["quiet"] = True  # the run's own output goes to its log file
             values = {k: _coerce(k, v, where) for k, v in values.items()}
             cfg = RunConfig.from_dict(values, source=where)
