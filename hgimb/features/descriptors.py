@@ -11,8 +11,8 @@ reaches for first (Ward et al., npj Comput. Mater. 2016; matminer, Ward et al. 2
 
 ``fractions`` is matminer's ``ElementFraction``: the atomic fraction of each of the 118 elements
 (the input of ElemNet, Jha et al., Sci. Rep. 2018). Magpie's statistics summarise *which kind* of
-elements a crystal holds; the fractions say *which* elements, in what proportion (a property set
-by a few elements, such as a high Curie temperature by Fe / Co content, is read off directly).
+elements a crystal holds; the fractions say *which* elements, in what proportion, so a property
+carried by a few particular elements can be read off them directly.
 
 matminer computes everything (no element tables are re-derived here). Values matminer leaves
 undefined (NaN, e.g. a property unknown for an element) are imputed with the column median
