@@ -16,9 +16,9 @@ remedy in the grid ends in ``threshold``); seconds of training (``fit`` for tabu
 all epochs for GNNs); n = seeds. "fit on": every model fits on the training split and uses
 validation for selection and the threshold; the tabular models also run with
 ``--model-option refit=true`` (REFIT_MODELS: after that, fitted again on train + validation for
-the test predictions, the protocol of the issue's reference forest). ENSEMBLES: each grid ``cgcnn``
+the test predictions, the protocol of the issue's reference forest). ENSEMBLES: each grid ``cgcnn`` (``roost``)
 run with the ``threshold`` or ``value-regression+threshold`` remedy is also run as the soft-voting
-ensemble ``cgcnn+random-forest``
+ensemble ``cgcnn+random-forest`` (``roost+random-forest``)
 (``--model a+b``; the forest member refitted on train + validation, the threshold fitted on the
 ensemble's validation outputs), with the same settings, features and split. Rows are sorted by PR-AUC. Only rows of the grid as it is now
 count (editing the grid makes new run ids). With ``--threshold`` the table is printed, and
@@ -40,8 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 GRID = "configs/bench/crystal-leaderboard.yaml"
 SECTION = "crystal-leaderboard"
-REFIT_MODELS = ("random-forest", "hist-gb")  # also run with refit=true (fit on train + validation)
-ENSEMBLES = {"cgcnn": "cgcnn+random-forest"}  # GNN -> its ensemble with the refitted forest
+REFIT_MODELS = ("random-forest", "extra-trees", "hist-gb")  # also run with refit=true (fit on train + validation)
+ENSEMBLES = {"cgcnn": "cgcnn+random-forest", "roost": "roost+random-forest"}  # GNN -> its vote with the refitted forest
 ENSEMBLE_REMEDIES = ("threshold", "value-regression+threshold")
 
 
