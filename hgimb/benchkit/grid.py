@@ -227,53 +227,56 @@ def _check_model_overrides(grid: Grid) -> None:
                          f"{sorted(models)} (name a model as the models axis spells it)")
 
 
-def _overrides(value: Any, source: str) -> Dict[str, Dict[str, Any]]:
+def _override_map(value: Any, source: str, name: str, what: str, keys_are: str, parse) -> Dict[str, Dict[str, Any]]:
+    """``{entry: {key: value}}`` of ``dataset_overrides`` / ``model_overrides``: ``parse(key, item,
+    where)`` -> ``(stored key, value)`` checks and converts each key of an entry."""
     if not isinstance(value, dict):
-        raise HgimbError(f"{source}: 'dataset_overrides' must map dataset names to mappings of keys")
+        raise HgimbError(f"{source}: '{name}' must map {what} names to mappings of keys")
     out: Dict[str, Dict[str, Any]] = {}
-    valid = set(RunConfig.field_names())
-    for dataset, keys in value.items():
+    for entry_name, keys in value.items():
         if not isinstance(keys, dict):
-            raise HgimbError(f"{source}: dataset_overrides.{dataset} must be a mapping of RunConfig keys or axes")
+            raise HgimbError(f"{source}: {name}.{entry_name} must be a mapping of {keys_are}")
         entry: Dict[str, Any] = {}
         for key, item in keys.items():
             key = str(key).replace("-", "_")
-            where = f"{source}: dataset_overrides.{dataset}.{key}"
-            if key in AXIS_ALIASES:
-                if AXIS_ALIASES[key] == "dataset":
-                    raise HgimbError(f"{where}: a dataset override cannot change the dataset")
-                entry[AXIS_ALIASES[key]] = parse_axis(AXIS_ALIASES[key], item, where)
-            elif key in valid:
-                entry[key] = parse_axis(key, item, where) if isinstance(item, list) else _coerce(key, item, where)
-            else:
-                raise HgimbError(f"{where}: unknown key; valid: RunConfig keys or the axes "
-                                 f"{', '.join(sorted(set(AXIS_ALIASES)))}")
-        out[str(dataset)] = entry
+            stored, converted = parse(key, item, f"{source}: {name}.{entry_name}.{key}")
+            entry[stored] = converted
+        out[str(entry_name)] = entry
     return out
+
+
+def _overrides(value: Any, source: str) -> Dict[str, Dict[str, Any]]:
+    """Per dataset: fixed keys and/or axes (a list value is an axis)."""
+    valid = set(RunConfig.field_names())
+
+    def parse(key: str, item: Any, where: str):
+        if key in AXIS_ALIASES:
+            if AXIS_ALIASES[key] == "dataset":
+                raise HgimbError(f"{where}: a dataset override cannot change the dataset")
+            return AXIS_ALIASES[key], parse_axis(AXIS_ALIASES[key], item, where)
+        if key in valid:
+            return key, parse_axis(key, item, where) if isinstance(item, list) else _coerce(key, item, where)
+        raise HgimbError(f"{where}: unknown key; valid: RunConfig keys or the axes "
+                         f"{', '.join(sorted(set(AXIS_ALIASES)))}")
+
+    return _override_map(value, source, "dataset_overrides", "dataset", "RunConfig keys or axes", parse)
 
 
 def _model_overrides(value: Any, source: str) -> Dict[str, Dict[str, Any]]:
-    if not isinstance(value, dict):
-        raise HgimbError(f"{source}: 'model_overrides' must map model names to mappings of keys")
-    out: Dict[str, Dict[str, Any]] = {}
+    """Per model: fixed keys only (one value each; not the axes)."""
     valid = set(RunConfig.field_names()) - set(AXIS_ALIASES) - {"dataset"}
-    for model, keys in value.items():
-        if not isinstance(keys, dict):
-            raise HgimbError(f"{source}: model_overrides.{model} must be a mapping of RunConfig keys")
-        entry: Dict[str, Any] = {}
-        for key, item in keys.items():
-            key = str(key).replace("-", "_")
-            where = f"{source}: model_overrides.{model}.{key}"
-            if key not in valid:
-                raise HgimbError(f"{where}: not a key a model override can set; valid: RunConfig keys "
-                                 f"other than the axes {', '.join(sorted(set(AXIS_NAMES.values())))}")
-            if isinstance(item, list):
-                raise HgimbError(f"{where}: a model override sets one value (axes go at the top level)")
-            if key in DICT_FIELDS and not isinstance(item, dict):
-                raise HgimbError(f"{where}: must be a mapping of name: value")
-            entry[key] = _coerce(key, item, where)
-        out[str(model)] = entry
-    return out
+
+    def parse(key: str, item: Any, where: str):
+        if key not in valid:
+            raise HgimbError(f"{where}: not a key a model override can set; valid: RunConfig keys "
+                             f"other than the axes {', '.join(sorted(set(AXIS_NAMES.values())))}")
+        if isinstance(item, list):
+            raise HgimbError(f"{where}: a model override sets one value (axes go at the top level)")
+        if key in DICT_FIELDS and not isinstance(item, dict):
+            raise HgimbError(f"{where}: must be a mapping of name: value")
+        return key, _coerce(key, item, where)
+
+    return _override_map(value, source, "model_overrides", "model", "RunConfig keys", parse)
 
 
 def load_grid(path: str | Path) -> Grid:
