@@ -147,13 +147,14 @@ def test_per_structure_cache_computes_once_and_reports_failures(crystal_task):
     assert kept.meta["cif_hashes"] == [h for h, i in zip(crystal_task.meta["cif_hashes"], crystal_task.item_ids) if i != "s4"]
 
 
-def test_cgcnn_hybrid_readout(crystal_task):
+@pytest.mark.parametrize("name, options, out_dim", [("cgcnn", {"fc_hidden": 32}, 40), ("gat", {}, 16)])
+def test_crystal_gnn_hybrid_readout(crystal_task, name, options, out_dim):
     from torch_geometric.data import Batch
 
-    cfg = ModelConfig(hidden=16, layers=2, dropout=0.0, options={"fc_hidden": 32, "global_hidden": 8})
-    model = build_model("cgcnn", crystal_task, cfg)
-    assert model.out_dim == 40 and model.global_fc.in_features == 2
-    plain = build_model("cgcnn", crystal_task, ModelConfig(hidden=16, layers=2, options={"globals": "none"}))
+    cfg = ModelConfig(hidden=16, layers=2, heads=2, dropout=0.0, options={**options, "global_hidden": 8})
+    model = build_model(name, crystal_task, cfg)
+    assert model.out_dim == out_dim and model.global_fc.in_features == 2
+    plain = build_model(name, crystal_task, ModelConfig(hidden=16, layers=2, heads=2, options={"globals": "none"}))
     assert plain.global_fc is None
     model.eval()
     graphs = crystal_task.graphs

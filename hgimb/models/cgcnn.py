@@ -32,7 +32,7 @@ from torch_geometric.nn import CGConv
 from ..errors import HgimbError
 from .base import GraphModel, ModelConfig
 from ..params import Param, Range
-from .crystal_common import add_global_branch, global_branch, global_feature_stats, graph_index
+from .crystal_common import GLOBAL_PARAMS, add_global_branch, global_branch, graph_index, readout_stats
 from .registry import register_model
 
 _POOLS = ("mean", "add", "max")
@@ -59,10 +59,7 @@ CGCNN_PARAMS = (  # --model-option parameters
     Param("fc_layers", int, 1, "layers after pooling (1 = conv_to_fc only)", Range(1)),
     POOL,
     Param("batch_norm", bool, True, "batch norm in the convolutions"),
-    Param("globals", str, "concat", "per-crystal features (data.u): concat to the pooled embedding or ignore",
-          choices=("concat", "none")),
-    Param("global_hidden", int, 64, "width of the per-crystal feature branch", Range(1)),
-)
+) + GLOBAL_PARAMS
 
 
 class FactoredCGConv(CGConv):
@@ -133,10 +130,12 @@ class CGCNN(GraphModel):
 
 class CrystalGAT(GraphModel):
     """GAT over crystal graphs: GATConv with the Gaussian distance features as edge features
-    (``edge_dim``), residual connections, ELU, then pooling and one FC layer."""
+    (``edge_dim``), residual connections, ELU, then pooling, the hybrid readout's per-crystal
+    branch when ``global_stats`` is given (as ``cgcnn``), and one FC layer."""
 
     def __init__(self, node_dim: int, edge_dim: int, num_classes: int, hidden: int = 64, layers: int = 3,
-                 heads: int = 4, dropout: float = 0.5, pool: str = "mean", attention_dropout: float = 0.0):
+                 heads: int = 4, dropout: float = 0.5, pool: str = "mean", attention_dropout: float = 0.0,
+                 global_stats: Optional[tuple] = None, global_hidden: int = 64):
         super().__init__(hidden, num_classes)
         from torch_geometric.nn import GATConv
 
@@ -146,9 +145,10 @@ class CrystalGAT(GraphModel):
             GATConv(hidden, hidden, heads=heads, concat=False, edge_dim=edge_dim, dropout=attention_dropout)
             for _ in range(layers)
         )
-        self.fc = nn.Linear(hidden, hidden)
+        self.fc = nn.Linear(hidden + (global_hidden if global_stats is not None else 0), hidden)
         self.dropout = dropout
         self.pool = _pool(pool)
+        add_global_branch(self, global_stats, global_hidden)
 
     def encode(self, batch) -> torch.Tensor:
         index, num_graphs = graph_index(batch)
@@ -156,6 +156,8 @@ class CrystalGAT(GraphModel):
         for conv in self.convs:
             x = x + F.elu(conv(x, batch.edge_index, batch.edge_attr))
         h = self.pool(x, index, size=num_graphs)
+        if self.global_fc is not None:
+            h = torch.cat([h, global_branch(self, batch.u)], dim=1)
         h = F.dropout(h, p=self.dropout, training=self.training)
         return F.elu(self.fc(h))
 
@@ -168,15 +170,17 @@ class CrystalGAT(GraphModel):
 def build_cgcnn(task, cfg: ModelConfig) -> CGCNN:
     node_dim, edge_dim = _input_dims(task)
     opts = dict(cfg.options)
-    stats = global_feature_stats(task) if opts.pop("globals") == "concat" else None
+    stats = readout_stats(task, opts)
     return CGCNN(node_dim, edge_dim, task.num_classes, atom_fea_len=cfg.hidden, n_conv=cfg.layers,
                  dropout=cfg.dropout, global_stats=stats, **opts)
 
 
 @register_model("gat", kinds=("graph",), help="GAT (PyG GATConv with edge features)",
                 params=(POOL, Param("attention_dropout", float, 0.0, "dropout on attention coefficients",
-                                    Range(0, 1, high_open=True))))
+                                    Range(0, 1, high_open=True))) + GLOBAL_PARAMS)
 def build_crystal_gat(task, cfg: ModelConfig) -> CrystalGAT:
     node_dim, edge_dim = _input_dims(task)
+    opts = dict(cfg.options)
+    stats = readout_stats(task, opts)
     return CrystalGAT(node_dim, edge_dim, task.num_classes, hidden=cfg.hidden, layers=cfg.layers, heads=cfg.heads,
-                      dropout=cfg.dropout, **cfg.options)
+                      dropout=cfg.dropout, global_stats=stats, **opts)

@@ -1,6 +1,7 @@
 """Pieces every crystal-graph GNN shares (``cgcnn``, ``gat``, ``roost``): the graph index of a
 batch, and the hybrid readout's per-crystal branch (``data.u`` standardised with training
-statistics, clipped, one linear layer + softplus, concatenated to the pooled embedding)."""
+statistics, clipped, one linear layer + softplus, concatenated to the pooled embedding) with its
+two ``--model-option`` parameters (``globals``, ``global_hidden``)."""
 from __future__ import annotations
 
 from typing import Optional
@@ -9,7 +10,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..params import Param, Range
+
 GLOBAL_CLIP = 10.0  # standardised descriptors are clipped to +-10 sd: heavy tails must not dominate
+
+
+GLOBAL_PARAMS = (  # --model-option parameters of the hybrid readout
+    Param("globals", str, "concat", "per-crystal features (data.u): concat to the pooled embedding or ignore",
+          choices=("concat", "none")),
+    Param("global_hidden", int, 64, "width of the per-crystal feature branch", Range(1)),
+)
+
+
+def readout_stats(task, options: dict) -> Optional[tuple]:
+    """Pops ``globals`` from a model's options: the training statistics of ``data.u`` for the
+    hybrid readout (``concat``, and the graphs carry ``u``), else None."""
+    return global_feature_stats(task) if options.pop("globals") == "concat" else None
 
 
 def graph_index(batch) -> tuple[torch.Tensor, int]:

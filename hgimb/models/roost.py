@@ -53,9 +53,9 @@ from torch import nn
 from torch_geometric.utils import scatter
 
 from ..errors import HgimbError
-from ..params import Param, Range
+from ..params import Param
 from .base import GraphModel
-from .crystal_common import add_global_branch, global_branch, global_feature_stats, graph_index
+from .crystal_common import GLOBAL_PARAMS, add_global_branch, global_branch, graph_index, readout_stats
 from .registry import register_model
 
 MAX_Z = 128  # key stride per crystal when counting elements: larger than any atomic number
@@ -265,10 +265,7 @@ ROOST_PARAMS = (
     Param("msg_hidden", str, "256", "hidden widths of the message networks (comma-separated)"),
     Param("trunk_hidden", str, "1024,512", "residual trunk widths after pooling (comma-separated)"),
     Param("out_hidden", str, "256,128,64", "residual output widths before the classifier (comma-separated)"),
-    Param("globals", str, "concat", "per-crystal features (data.u): concat to the crystal vector or ignore",
-          choices=("concat", "none")),
-    Param("global_hidden", int, 64, "width of the per-crystal feature branch", Range(1)),
-)
+) + GLOBAL_PARAMS
 
 
 @register_model("roost", kinds=("graph",), help="Roost: attention message passing over the stoichiometry",
@@ -284,7 +281,7 @@ def build_roost(task, cfg) -> Roost:
     if element_features == "matscholar":
         _check_elements(task)
     element_dim = int(task.graphs[0].x.size(-1)) if element_features == "x" else matscholar_table()[0].size(1)
-    stats = global_feature_stats(task) if opts.pop("globals") == "concat" else None
+    stats = readout_stats(task, opts)
     return Roost(element_dim, task.num_classes, hidden=cfg.hidden, layers=cfg.layers, heads=cfg.heads,
                  gate_hidden=parse_hidden(opts["gate_hidden"], "gate_hidden"),
                  msg_hidden=parse_hidden(opts["msg_hidden"], "msg_hidden"),
