@@ -217,8 +217,6 @@ def _check_model_overrides(grid: Grid) -> None:
     spells it (an ensemble ``a+b`` is its own entry). A file that lists no models (they come
     from the command line) is not checked; there an override of a model not run is unused."""
     models = set(grid.axes.get("model", []))
-    if "model" in grid.fixed:
-        models.add(grid.fixed["model"])
     for override in grid.dataset_overrides.values():
         models |= set(override.get("model", []))
     stray = sorted(set(grid.model_overrides) - models) if models else []
