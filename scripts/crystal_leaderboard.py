@@ -60,7 +60,8 @@ def fit_on(model: str, options) -> str:
     refit = isinstance(options, dict) and options.get("refit")
     members = model.split("+")
     if refit and any(m not in REFIT_MODELS for m in members):  # the refit option reaches tabular members only
-        return "GNN train, forest train+val"
+        tabular = [m for m in members if m in REFIT_MODELS]
+        return f"GNN train, {' + '.join(tabular)} train+val"
     return "train+val (refit)" if refit else "train"
 
 

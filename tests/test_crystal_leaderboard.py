@@ -16,6 +16,7 @@ def test_fit_on_names_where_each_member_was_fitted():
     assert board.fit_on("random-forest+hist-gb", {"refit": True}) == "train+val (refit)"
     # a GNN member trains on train only; refit reaches the tabular member
     assert board.fit_on("roost+random-forest", {"refit": True, "element_features": "x"}) == \
-        "GNN train, forest train+val"
-    assert board.fit_on("cgcnn+random-forest", {"refit": True}) == "GNN train, forest train+val"
+        "GNN train, random-forest train+val"
+    assert board.fit_on("cgcnn+random-forest", {"refit": True}) == "GNN train, random-forest train+val"
+    assert board.fit_on("roost+random-forest+hist-gb", {"refit": True}) == "GNN train, random-forest + hist-gb train+val"
     assert board.fit_on("roost+random-forest", {"element_features": "x"}) == "train"
