@@ -14,9 +14,10 @@ Columns (test split, mean ± sample std over seeds): PR-AUC and ROC-AUC of the p
 F1 and recall of the positive class at the decision threshold fitted on validation (every
 remedy in the grid ends in ``threshold``); seconds of training (``fit`` for tabular models,
 all epochs for GNNs); n = seeds. "fit on": every model fits on the training split and uses
-validation for selection and the threshold; the tabular models also run with
-``--model-option refit=true`` (REFIT_MODELS: after that, fitted again on train + validation for
-the test predictions, the protocol of the issue's reference forest). ENSEMBLES: each grid ``cgcnn`` (``roost``)
+validation for selection and the threshold; the tabular models (those declaring the ``refit``
+option) also run with ``--model-option refit=true``: after that, fitted again on train +
+validation for the test predictions, the protocol of the issue's reference forest. ENSEMBLES:
+each grid ``cgcnn`` (``roost``)
 run with the ``threshold`` or ``value-regression+threshold`` remedy is also run as the soft-voting
 ensemble ``cgcnn+random-forest`` (``roost+random-forest``)
 (``--model a+b``; the forest member refitted on train + validation, the threshold fitted on the
@@ -35,12 +36,12 @@ import pandas as pd
 from hgimb.benchkit import expand, load_grid, load_results, run_grid
 from hgimb.benchkit.docs import current_runs, machine, mean_std, replace_section
 from hgimb.benchkit.grid import Grid
+from hgimb.models.registry import model_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
 GRID = "configs/bench/crystal-leaderboard.yaml"
 SECTION = "crystal-leaderboard"
-REFIT_MODELS = ("random-forest", "extra-trees", "hist-gb")  # also run with refit=true (fit on train + validation)
 ENSEMBLES = {"cgcnn": "cgcnn+random-forest", "roost": "roost+random-forest"}  # GNN -> its vote with the refitted forest
 ENSEMBLE_REMEDIES = ("threshold", "value-regression+threshold")
 
@@ -51,16 +52,22 @@ def with_refit(configs: list) -> list:
     from dataclasses import replace
 
     return (configs + [replace(c, model_options={**c.model_options, "refit": True})
-                       for c in configs if c.model in REFIT_MODELS]
+                       for c in configs if refits(c.model)]
             + [replace(c, model=ENSEMBLES[c.model], model_options={**c.model_options, "refit": True})
                for c in configs if c.model in ENSEMBLES and c.remedy in ENSEMBLE_REMEDIES])
+
+
+def refits(model: str) -> bool:
+    """Whether ``model`` (one name) declares the ``refit`` option, i.e. is a tabular model that
+    can fit again on train + validation (the model registry says; no list kept here)."""
+    return any(p.name == "refit" for p in model_params(model, "graph"))
 
 
 def fit_on(model: str, options) -> str:
     refit = isinstance(options, dict) and options.get("refit")
     members = model.split("+")
-    if refit and any(m not in REFIT_MODELS for m in members):  # the refit option reaches tabular members only
-        tabular = [m for m in members if m in REFIT_MODELS]
+    if refit and not all(refits(m) for m in members):  # the refit option reaches the members declaring it
+        tabular = [m for m in members if refits(m)]
         return f"GNN train, {' + '.join(tabular)} train+val"
     return "train+val (refit)" if refit else "train"
 
